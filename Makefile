@@ -1,0 +1,37 @@
+# aha-interp — every target sets up .venv/ first (idempotent), so each is one command from a clone.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+MASKS   ?= ../shared/official-masks/salmonn-13b
+# 1 thread: on a busy 2-core machine, 2 OpenMP threads can be far slower than one.
+export OMP_NUM_THREADS ?= 1
+export MPLBACKEND ?= Agg
+
+.PHONY: setup test test-slow figures figures-salmonn clean
+
+setup: $(STAMP)
+
+# torch first, pinned to the CPU build on local disk; an unpinned torch pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	$(BIN)/pip install -q -e '.[test,notebooks]'
+	$(BIN)/python -c "import aha_interp, pytest, nbclient"
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+# The main job (until the embedded-model reproduction lands): figures from the released SALMONN masks.
+figures: figures-salmonn
+
+figures-salmonn: setup
+	$(BIN)/python -m aha_interp.reproduce.salmonn --masks $(MASKS) --out figures/salmonn
+
+clean:
+	rm -rf $(VENV) .pytest_cache

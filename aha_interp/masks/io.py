@@ -1,0 +1,260 @@
+"""Reading and writing masks in every supported format.
+
+* ``.safetensors`` — aha-interp's own format (:meth:`HeadMask.save`): tensor ``logits [L, H]`` plus
+  JSON metadata.
+* ``.pth`` / ``.pt`` / ``.bin`` — torch checkpoints, always read with ``weights_only=True`` (no code
+  runs). Either the official AHAMask / HeadsUp checkpoint ``{'model': {'tensor': Tensor[L*(H+1)]}}``
+  laid out per layer as ``[head_0 … head_{H-1}, ffn]`` (the FFN slot is dropped), or a plain tensor
+  ``[L, H]``.
+* ``.npy`` — a plain array ``[L, H]`` (read with ``allow_pickle=False``).
+
+1-D vectors need the model's shape: a named preset (``salmonn-13b``) or ``n_layers``/``n_heads``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._atomic import atomic_path
+from ..errors import AhaError
+from .headmask import FORMAT_TAG, HeadMask, MaskMeta
+
+#: Decoder shapes ``(n_layers, n_heads)`` of models whose masks are published or commonly trained.
+PRESETS: dict[str, tuple[int, int]] = {
+    "salmonn-13b": (40, 40),  # Vicuna-13B v1.1
+    "salmonn-7b": (32, 32),  # Vicuna-7B
+    "qwen2-audio-7b": (32, 32),  # Qwen-7B decoder
+    "llama-3.1-8b": (32, 32),  # HeadsUp
+}
+
+SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npy")
+
+
+def resolve_shape(
+    preset: str | None = None, n_layers: int | None = None, n_heads: int | None = None
+) -> tuple[int, int] | None:
+    """``(n_layers, n_heads)`` from a preset name or explicit numbers; None when neither is given."""
+    if preset is not None:
+        key = preset.lower()
+        if key not in PRESETS:
+            raise AhaError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)} or pass --layers/--heads")
+        shape = PRESETS[key]
+        if (n_layers is not None and n_layers != shape[0]) or (n_heads is not None and n_heads != shape[1]):
+            raise AhaError(f"preset {preset} is {shape[0]} layers x {shape[1]} heads, which contradicts --layers/--heads")
+        return shape
+    if (n_layers is None) != (n_heads is None):
+        raise AhaError("give both --layers and --heads (or a --preset)")
+    if n_layers is None:
+        return None
+    if n_layers <= 0 or n_heads <= 0:  # type: ignore[operator]
+        raise AhaError(f"--layers and --heads must be positive, got {n_layers} and {n_heads}")
+    return (int(n_layers), int(n_heads))  # type: ignore[arg-type]
+
+
+def official_vector_to_logits(vec: np.ndarray, n_layers: int, n_heads: int, what: str = "vector") -> np.ndarray:
+    """Official AHAMask layout ``[L*(H+1)]`` (per layer ``[head_0…head_{H-1}, ffn]``) → logits ``[L, H]``."""
+    vec = np.asarray(vec).ravel()
+    expected = n_layers * (n_heads + 1)
+    if vec.size != expected:
+        raise AhaError(
+            f"{what}: has {vec.size} values, but {n_layers} layers x ({n_heads} heads + 1 FFN slot) needs {expected}; "
+            "check --preset or --layers/--heads"
+        )
+    return vec.reshape(n_layers, n_heads + 1)[:, :n_heads]
+
+
+def logits_to_official_vector(mask: HeadMask, ffn_fill: float = 4.0) -> np.ndarray:
+    """Inverse of :func:`official_vector_to_logits`; the unused FFN slots get ``ffn_fill``
+    (4.0, the official initialisation, so they read as untouched)."""
+    out = np.full((mask.n_layers, mask.n_heads + 1), ffn_fill, dtype=np.float32)
+    out[:, : mask.n_heads] = mask.logits
+    return out.ravel()
+
+
+def save_official(mask: HeadMask, path: str | os.PathLike, ffn_fill: float = 4.0) -> None:
+    """Write ``mask`` as an official AHAMask checkpoint ``{'model': {'tensor': Tensor[L*(H+1)]}}``."""
+    import torch
+
+    payload = {"model": {"tensor": torch.from_numpy(logits_to_official_vector(mask, ffn_fill))}}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+# --------------------------------------------------------------------------- readers
+def _torch_load(path: Path) -> Any:
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        msg = str(e)
+        m = re.search(r"Unsupported (?:global|operand)[^.\n]*", msg)
+        detail = m.group(0) if m else msg.splitlines()[0]
+        raise AhaError(
+            f"refusing to load {path}: it holds more than plain tensors ({detail}); "
+            "aha-interp only reads tensor checkpoints (torch.load weights_only=True) and never runs code from a file"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise AhaError(f"cannot read {path} as a torch checkpoint ({first}); the file may be truncated or not a mask") from None
+
+
+def _find_tensor(obj: Any, path: Path) -> Any:
+    """The mask tensor inside a loaded checkpoint (official layout first)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, dict):
+        inner = obj.get("model")
+        if isinstance(inner, dict) and isinstance(inner.get("tensor"), torch.Tensor):
+            return inner["tensor"]
+        for key in ("logits", "mask", "tensor"):
+            if isinstance(obj.get(key), torch.Tensor):
+                return obj[key]
+    raise AhaError(
+        f"no mask tensor in {path}: expected the official AHAMask checkpoint {{'model': {{'tensor': Tensor}}}}, "
+        f"a dict with a 'logits' tensor, or a tensor [n_layers, n_heads]; found {type(obj).__name__}"
+    )
+
+
+def _array_to_logits(arr: np.ndarray, shape: tuple[int, int] | None, path: Path, official: bool) -> np.ndarray:
+    if arr.ndim == 2:
+        if shape is not None and tuple(arr.shape) != shape:
+            raise AhaError(f"{path}: mask has shape {tuple(arr.shape)}, but {shape[0]} layers x {shape[1]} heads were asked for")
+        return arr
+    if arr.ndim == 1:
+        if shape is None:
+            raise AhaError(
+                f"{path} holds a flat vector of {arr.size} values; pass --preset (one of {', '.join(PRESETS)}) "
+                "or --layers/--heads so it can be laid out"
+            )
+        n_layers, n_heads = shape
+        if arr.size == n_layers * (n_heads + 1):
+            return official_vector_to_logits(arr, n_layers, n_heads, str(path))
+        if arr.size == n_layers * n_heads and not official:
+            return arr.reshape(n_layers, n_heads)
+        return official_vector_to_logits(arr, n_layers, n_heads, str(path))  # raises the length error
+    raise AhaError(f"{path}: expected a mask of shape [n_layers, n_heads] or a flat vector, got shape {tuple(arr.shape)}")
+
+
+def load_safetensors(path: str | os.PathLike) -> HeadMask:
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    _check_exists(path)
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            metadata = f.metadata() or {}
+            keys = list(f.keys())
+            if "logits" not in keys:
+                raise AhaError(f"{path} has no 'logits' tensor (found {keys}); is it an aha-interp mask?")
+            logits = f.get_tensor("logits")
+    except SafetensorError as e:
+        raise AhaError(f"cannot read {path} as safetensors ({e}); the file may be truncated") from None
+    meta = MaskMeta()
+    if "aha_interp" in metadata:
+        try:
+            meta = MaskMeta.from_dict(json.loads(metadata["aha_interp"]))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise AhaError(f"{path}: unreadable mask metadata ({e})") from None
+    elif metadata.get("format") not in (None, FORMAT_TAG):
+        raise AhaError(f"{path}: unknown safetensors format {metadata.get('format')!r}")
+    if meta.task is None:
+        meta = MaskMeta.from_dict({**meta.to_dict(), "task": path.stem})
+    return HeadMask(logits, meta=meta, source=meta.source or str(path))
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise AhaError(f"no such file: {path}")
+    if path.is_dir():
+        raise AhaError(f"{path} is a folder; give a mask file ({', '.join(SUFFIXES)})")
+
+
+def load_mask(
+    path: str | os.PathLike,
+    *,
+    preset: str | None = None,
+    n_layers: int | None = None,
+    n_heads: int | None = None,
+    task: str | None = None,
+    model: str | None = None,
+) -> HeadMask:
+    """Load a mask from any supported file (see the module docstring).
+
+    Parameters
+    ----------
+    path : mask file
+    preset : a key of :data:`PRESETS` giving ``(n_layers, n_heads)`` for flat vectors
+    n_layers, n_heads : the same, explicitly
+    task : metadata task name (default: the file stem)
+    model : metadata model id (default: the preset name, when one is given)
+
+    Returns
+    -------
+    HeadMask with logits ``[n_layers, n_heads]``.
+    """
+    path = Path(path)
+    _check_exists(path)
+    shape = resolve_shape(preset, n_layers, n_heads)
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        mask = load_safetensors(path)
+        if shape is not None and mask.shape != shape:
+            raise AhaError(f"{path}: mask has shape {mask.shape}, but {shape[0]} layers x {shape[1]} heads were asked for")
+        fields: dict[str, Any] = {}
+        if task:
+            fields["task"] = task
+        if model:
+            fields["model"] = model
+        return mask.with_meta(**fields) if fields else mask
+
+    if suffix in (".pth", ".pt", ".bin"):
+        obj = _torch_load(path)
+        tensor = _find_tensor(obj, path)
+        official = isinstance(obj, dict) and "model" in obj
+        if tensor.is_floating_point():
+            tensor = tensor.float()
+        arr = tensor.detach().cpu().numpy()
+        source_format = "ahamask-official" if official else "torch"
+    elif suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except ValueError as e:
+            raise AhaError(f"cannot read {path} as a plain numpy array ({str(e).splitlines()[0]})") from None
+        except (OSError, EOFError) as e:
+            raise AhaError(f"cannot read {path} as .npy ({e}); the file may be truncated") from None
+        official = False
+        source_format = "numpy"
+    else:
+        raise AhaError(f"unsupported mask file {path}: expected one of {', '.join(SUFFIXES)}")
+
+    logits = _array_to_logits(arr, shape, path, official)
+    return HeadMask(
+        logits,
+        task=task or path.stem,
+        model=model or (preset.lower() if preset else None),
+        source=str(path),
+        extra={"source_format": source_format},
+    )
+
+
+def load_masks(paths, **kwargs: Any) -> dict[str, HeadMask]:
+    """Load several masks into ``{file stem: HeadMask}`` (insertion-ordered). Duplicate stems are an error."""
+    out: dict[str, HeadMask] = {}
+    for p in paths:
+        m = load_mask(p, **kwargs)
+        name = Path(p).stem
+        if name in out:
+            raise AhaError(f"two masks are named {name!r}; rename one file so that tables stay readable")
+        out[name] = m
+    return out
