@@ -1,0 +1,1 @@
+"""Scripts that regenerate the paper's figures and tables."""
