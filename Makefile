@@ -8,7 +8,7 @@ MASKS   ?= ../shared/official-masks/salmonn-13b
 export OMP_NUM_THREADS ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: setup test test-slow figures figures-salmonn clean
+.PHONY: setup test test-slow figures figures-salmonn notebooks clean
 
 setup: $(STAMP)
 
@@ -35,3 +35,7 @@ figures-salmonn: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Execute the notebooks in place so that their outputs are stored (what readers see on GitHub).
+notebooks: setup
+	$(BIN)/python notebooks/build_notebooks.py --execute

@@ -96,14 +96,14 @@ def _torch_load(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
-        m = re.search(r"Unsupported (?:global|operand)[^.\n]*", msg)
-        detail = m.group(0) if m else msg.splitlines()[0]
+        m = re.search(r"(?:[Uu]nsupported (?:global|operand|GLOBAL)|Trying to load unsupported)[^\n]*", msg)
+        detail = m.group(0).rstrip(".") if m else msg.splitlines()[0]
         raise AhaError(
             f"refusing to load {path}: it holds more than plain tensors ({detail}); "
             "aha-interp only reads tensor checkpoints (torch.load weights_only=True) and never runs code from a file"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        first = str(e).splitlines()[0].split(". ")[0] if str(e) else type(e).__name__
         raise AhaError(f"cannot read {path} as a torch checkpoint ({first}); the file may be truncated or not a mask") from None
 
 
