@@ -20,6 +20,9 @@ def format_table(df: pd.DataFrame, fmt: str = "csv", float_digits: int | None = 
     if fmt == "csv":
         return df.to_csv(index=index)
     if fmt == "md":
+        # a "|" inside a cell (task names like "ASR|GR") would split the pipe table's columns
+        esc = lambda v: v.replace("|", "\\|") if isinstance(v, str) else v  # noqa: E731
+        df = df.map(esc).rename(index=esc, columns=esc)
         return df.to_markdown(index=index) + "\n"
     if fmt == "json":
         out = df.reset_index() if index else df

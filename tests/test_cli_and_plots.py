@@ -135,3 +135,13 @@ def test_salmonn_figures(official_dir, tmp_path):
     first = (tmp_path / "jaccard.pdf").read_bytes()
     build(str(official_dir), tmp_path)
     assert (tmp_path / "jaccard.pdf").read_bytes() == first
+
+
+def test_markdown_tables_escape_pipes():
+    from aha_interp.tables import format_table
+
+    df = pd.DataFrame({"mask": ["ASR|GR", "GR"], "n": [1, 2]})
+    lines = format_table(df, "md").splitlines()
+    assert all(line.count("|") - line.count("\\|") == 3 for line in lines)
+    assert "ASR\\|GR" in lines[2]
+    assert format_table(df, "csv").splitlines()[1] == "ASR|GR,1"

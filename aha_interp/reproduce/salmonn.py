@@ -15,6 +15,12 @@ from pathlib import Path
 from ..errors import AhaError
 
 
+def _round(df, digits: int = 6):
+    """Round for readability, but keep p-values in full: 1e-9 must not print as 0.0."""
+    keep = [c for c in df.columns if c.startswith("p_")]
+    return df.round({c: digits for c in df.select_dtypes("number").columns if c not in keep})
+
+
 def build(masks_dir: str | None, out: str | Path, log=print) -> list[Path]:
     import matplotlib
 
@@ -39,7 +45,7 @@ def build(masks_dir: str | None, out: str | Path, log=print) -> list[Path]:
     # Tables
     written += write_tables(an.jaccard_matrix(single).round(4), out / "jaccard", index=True)
     written += write_tables(an.expected_jaccard_matrix(single).round(4), out / "jaccard_expected", index=True)
-    written += write_tables(an.overlap_table(single).round(6), out / "overlap_pairs")
+    written += write_tables(_round(an.overlap_table(single)), out / "overlap_pairs")
     counts = [dict(mask=k, n_active=m.n_active, n_total=m.size, percent=round(100 * m.active_fraction, 2))
               for k, m in every.items()]
     import pandas as pd
@@ -48,7 +54,7 @@ def build(masks_dir: str | None, out: str | Path, log=print) -> list[Path]:
     written += write_tables(an.band_profile(every).round(1), out / "layer_bands", index=True)
     written += write_tables(an.layer_profile(every), out / "layer_profile", formats=("csv",))
     asr, gr = single["ASR"], single["GR"]
-    written += write_tables(an.algebra_report(composite, asr, gr).round(6), out / "algebra_regions")
+    written += write_tables(_round(an.algebra_report(composite, asr, gr)), out / "algebra_regions")
     written += write_tables(an.algebra_similarity(composite, asr, gr).round(4), out / "algebra_jaccard")
 
     # Figures
