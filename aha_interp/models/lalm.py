@@ -1,0 +1,206 @@
+"""``load_model``: a model plus its processor, wrapped for masking, with inputs / loss / generate.
+
+Kinds:
+
+* ``qwen2-audio`` — ``Qwen2AudioForConditionalGeneration`` + ``Qwen2AudioProcessor``, Qwen2-Audio's
+  chat template. With ``instruction=None`` the user turn holds only the audio: AHAMask's setting.
+* ``causal-lm`` — any Llama/Qwen2/Mistral/Gemma ``…ForCausalLM`` with its tokenizer, for text tasks
+  (the HeadsUp setting).
+
+Batches are left-padded with explicit ``position_ids`` so a padded row computes what it would alone.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import AhaError
+from ..masks import HeadMask
+from .wrap import MaskedModel
+
+IGNORE = -100
+
+
+def _as_list(x: Any, n: int, what: str) -> list:
+    if isinstance(x, (list, tuple)):
+        if len(x) != n:
+            raise AhaError(f"{what}: got {len(x)} entries for a batch of {n}")
+        return list(x)
+    return [x] * n
+
+
+class LALM(MaskedModel):
+    """A maskable model with its processor (see :func:`load_model`).
+
+    Methods take a batch as lists (or one item): ``audio`` = 1-D float arrays at the processor's
+    sampling rate; ``instruction`` = str or None per item; ``target`` = the answer text.
+    """
+
+    def __init__(self, model, processor, kind: str, *, model_id: str | None = None, decoder: str | None = None):
+        super().__init__(model, decoder=decoder, model_id=model_id)
+        if kind not in ("qwen2-audio", "causal-lm"):
+            raise AhaError(f"unknown model kind {kind!r}")
+        self.kind = kind
+        self.processor = processor
+        tok = self.tokenizer
+        tok.padding_side = "left"
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        self.eos_token = "<|im_end|>" if kind == "qwen2-audio" else tok.eos_token
+
+    @property
+    def tokenizer(self):
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    @property
+    def sampling_rate(self) -> int | None:
+        fe = getattr(self.processor, "feature_extractor", None)
+        return getattr(fe, "sampling_rate", None)
+
+    # ------------------------------------------------------------------ inputs
+    def prompt(self, instruction: str | None = None, text: str | None = None) -> str:
+        """The prompt string the model sees before its answer."""
+        if self.kind == "qwen2-audio":
+            content: list[dict] = [{"type": "audio", "audio": "<audio>"}]
+            if instruction:
+                content.append({"type": "text", "text": instruction})
+            return self.processor.apply_chat_template([{"role": "user", "content": content}],
+                                                      add_generation_prompt=True, tokenize=False)
+        body = "\n".join(s for s in (instruction, text) if s)
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": body}],
+                                                      add_generation_prompt=True, tokenize=False)
+        return body
+
+    def build_inputs(
+        self,
+        audio: np.ndarray | Sequence[np.ndarray] | None = None,
+        instruction: str | None | Sequence[str | None] = None,
+        target: str | Sequence[str] | None = None,
+        *,
+        text: str | Sequence[str] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Tokenised, left-padded batch. With ``target``, the answer (plus end-of-turn) is appended and
+        ``labels`` mark its tokens (``-100`` elsewhere)."""
+        if self.kind == "qwen2-audio":
+            if audio is None:
+                raise AhaError("a qwen2-audio model needs audio: build_inputs(audio=[waveform, …])")
+            audios = [np.asarray(a, dtype=np.float32) for a in ([audio] if isinstance(audio, np.ndarray) and audio.ndim == 1 else audio)]
+            n = len(audios)
+            prompts = [self.prompt(i) for i in _as_list(instruction, n, "instruction")]
+            enc = self.processor(text=prompts, audio=audios, return_tensors="pt", padding=True,
+                                 sampling_rate=self.sampling_rate)
+        else:
+            texts = [text] if isinstance(text, str) or text is None else list(text)
+            n = len(texts)
+            prompts = [self.prompt(i, t) for i, t in zip(_as_list(instruction, n, "instruction"), texts)]
+            enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True)
+        batch = dict(enc)
+        if target is not None:
+            batch = self._append_targets(batch, _as_list(target, n, "target"))
+        batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        return batch
+
+    def _append_targets(self, batch: dict, targets: list[str]) -> dict:
+        tok = self.tokenizer
+        ids, am = batch["input_ids"], batch["attention_mask"]
+        rows, labels = [], []
+        for i, t in enumerate(targets):
+            prompt_ids = ids[i][am[i].bool()]
+            tgt = torch.tensor(tok(t + self.eos_token, add_special_tokens=False).input_ids, dtype=ids.dtype)
+            rows.append(torch.cat([prompt_ids, tgt]))
+            labels.append(torch.cat([torch.full_like(prompt_ids, IGNORE), tgt]))
+        width = max(len(r) for r in rows)
+        pad = tok.pad_token_id
+        out = dict(batch)
+        out["input_ids"] = torch.stack([F.pad(r, (width - len(r), 0), value=pad) for r in rows])
+        out["labels"] = torch.stack([F.pad(l, (width - len(l), 0), value=IGNORE) for l in labels])
+        out["attention_mask"] = torch.stack([F.pad(torch.ones_like(r), (width - len(r), 0)) for r in rows])
+        return out
+
+    # ------------------------------------------------------------------ loss and generation
+    def forward(self, inputs: dict[str, torch.Tensor], mask=None):
+        """Model output for ``inputs`` (from :meth:`build_inputs`) under ``mask``."""
+        model_inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items() if k != "labels"}
+        with self.masked(mask):
+            return self.model(**model_inputs)
+
+    def loss(self, inputs: dict[str, torch.Tensor], mask=None, reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy of the target tokens (``labels``) under ``mask``: a scalar (``mean``) or per row (``none``)."""
+        if "labels" not in inputs:
+            raise AhaError("loss() needs inputs built with a target: build_inputs(..., target=...)")
+        logits = self.forward(inputs, mask).logits[:, :-1].float()
+        labels = inputs["labels"][:, 1:].to(logits.device)
+        ce = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
+        valid = (labels != IGNORE).float()
+        if reduction == "mean":
+            return (ce * valid).sum() / valid.sum().clamp(min=1)
+        if reduction == "none":
+            return (ce * valid).sum(-1) / valid.sum(-1).clamp(min=1)
+        raise AhaError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+
+    @torch.no_grad()
+    def generate_ids(self, inputs: dict[str, torch.Tensor], mask=None, *, max_new_tokens: int = 64,
+                     num_beams: int = 1) -> torch.Tensor:
+        """New token ids ``[B, ≤ max_new_tokens]`` (greedy, or beam search with ``num_beams`` > 1)."""
+        model_inputs = {k: v.to(self.device) for k, v in inputs.items() if k not in ("labels", "position_ids")}
+        eos = self.tokenizer.convert_tokens_to_ids(self.eos_token)
+        with self.masked(mask):
+            out = self.model.generate(**model_inputs, max_new_tokens=max_new_tokens, num_beams=num_beams,
+                                      do_sample=False, eos_token_id=eos, pad_token_id=self.tokenizer.pad_token_id)
+        return out[:, model_inputs["input_ids"].shape[1]:]
+
+    def generate(self, audio=None, instruction=None, mask: HeadMask | torch.Tensor | None = None, *, text=None,
+                 max_new_tokens: int = 64, num_beams: int = 1) -> list[str]:
+        """Answers as strings, one per batch item, under ``mask`` (greedy or beam search)."""
+        inputs = self.build_inputs(audio, instruction, text=text)
+        ids = self.generate_ids(inputs, mask, max_new_tokens=max_new_tokens, num_beams=num_beams)
+        return [s.strip() for s in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+
+def _detect_kind(path: str) -> str:
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(path)
+    return "qwen2-audio" if cfg.model_type == "qwen2_audio" else "causal-lm"
+
+
+def load_model(name_or_path: str | os.PathLike, *, kind: str | None = None, dtype: torch.dtype | str | None = None,
+               device: str | torch.device | None = None, attn_implementation: str | None = None,
+               **from_pretrained_kwargs: Any) -> LALM:
+    """Load a model and its processor from a local directory or a hub id and wrap it for masking.
+
+    ``kind`` is detected from the config (``qwen2-audio`` or ``causal-lm``). Models are put in eval mode;
+    their parameters are left as loaded (call :meth:`LALM.freeze` before training a mask).
+    Nothing is downloaded unless ``name_or_path`` is a hub id and the hub is reachable.
+    """
+    path = str(name_or_path)
+    try:
+        kind = kind or _detect_kind(path)
+        kw = dict(from_pretrained_kwargs)
+        if dtype is not None:
+            kw["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        if attn_implementation:
+            kw["attn_implementation"] = attn_implementation
+        if kind == "qwen2-audio":
+            from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
+
+            processor = AutoProcessor.from_pretrained(path)
+            model = Qwen2AudioForConditionalGeneration.from_pretrained(path, **kw)
+        elif kind == "causal-lm":
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            processor = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, **kw)
+        else:
+            raise AhaError(f"unknown kind {kind!r}; use qwen2-audio or causal-lm")
+    except OSError as e:
+        raise AhaError(f"cannot load {path}: {str(e).splitlines()[0]} (no hub access here: give a local directory)") from None
+    if device is not None:
+        model.to(device)
+    return LALM(model.eval(), processor, kind, model_id=path)

@@ -1,0 +1,119 @@
+"""Tiny, offline builds of the real model classes: for tests, examples and the embedded LALM.
+
+Nothing here downloads anything. The tokenizer is character-level (every printable ASCII character is
+a token) plus the special tokens of Qwen2-Audio's chat format, so the very processor and chat
+template that serve Qwen2-Audio-7B serve these models too.
+"""
+
+from __future__ import annotations
+
+import string
+
+import torch
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"]
+ALPHABET = string.printable  # letters, digits, punctuation, whitespace
+
+# Qwen2-Audio-Instruct's chat format (transformers' Qwen2AudioProcessor.default_chat_template).
+QWEN2_AUDIO_CHAT_TEMPLATE = (
+    "{% set audio_count = namespace(value=0) %}"
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'audio' or 'audio' in content or 'audio_url' in content %}"
+    "{% set audio_count.value = audio_count.value + 1 %}Audio {{ audio_count.value }}: <|audio_bos|><|AUDIO|><|audio_eos|>\n"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}<|im_end|>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def char_tokenizer(alphabet: str = ALPHABET):
+    """A character-level ``PreTrainedTokenizerFast`` with Qwen2-Audio's special tokens (ids 0–5)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
+    for ch in dict.fromkeys(alphabet):
+        vocab.setdefault(ch, len(vocab))
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<|endoftext|>"))
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")  # one token per character
+    tk.decoder = decoders.Fuse()
+    tk.add_special_tokens(SPECIAL_TOKENS)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        additional_special_tokens=SPECIAL_TOKENS[1:],
+    )
+    tok.padding_side = "left"
+    tok.chat_template = QWEN2_AUDIO_CHAT_TEMPLATE
+    return tok
+
+
+def tiny_qwen2_audio(
+    *,
+    hidden_size: int = 64,
+    n_layers: int = 2,
+    n_heads: int = 8,
+    n_kv_heads: int = 2,
+    intermediate_size: int = 128,
+    audio_d_model: int = 32,
+    audio_layers: int = 2,
+    audio_heads: int = 4,
+    n_mels: int = 80,
+    chunk_seconds: int = 2,
+    seed: int = 0,
+):
+    """A random-weight ``Qwen2AudioForConditionalGeneration`` and its ``Qwen2AudioProcessor``, built offline.
+
+    Audio is padded to ``chunk_seconds`` (the processor pads every clip to its chunk length, and the
+    encoder requires exactly that many frames: ``max_source_positions = 50 * chunk_seconds``).
+    """
+    from transformers import Qwen2AudioConfig, Qwen2AudioForConditionalGeneration, Qwen2AudioProcessor, WhisperFeatureExtractor
+
+    tok = char_tokenizer()
+    fe = WhisperFeatureExtractor(feature_size=n_mels, sampling_rate=16000, chunk_length=chunk_seconds,
+                                 hop_length=160, n_fft=400)
+    processor = Qwen2AudioProcessor(feature_extractor=fe, tokenizer=tok, chat_template=QWEN2_AUDIO_CHAT_TEMPLATE)
+    cfg = Qwen2AudioConfig(
+        audio_config=dict(model_type="qwen2_audio_encoder", num_mel_bins=n_mels, encoder_layers=audio_layers,
+                          encoder_attention_heads=audio_heads, encoder_ffn_dim=2 * audio_d_model,
+                          d_model=audio_d_model, max_source_positions=50 * chunk_seconds),
+        text_config=dict(model_type="qwen2", vocab_size=len(tok), hidden_size=hidden_size,
+                         intermediate_size=intermediate_size, num_hidden_layers=n_layers,
+                         num_attention_heads=n_heads, num_key_value_heads=n_kv_heads, max_position_embeddings=1024,
+                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None),
+        audio_token_index=tok.convert_tokens_to_ids("<|AUDIO|>"),
+    )
+    torch.manual_seed(seed)
+    model = Qwen2AudioForConditionalGeneration(cfg).eval()
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.bos_token_id = None
+    return model, processor
+
+
+def tiny_causal_lm(family: str = "qwen2", *, hidden_size: int = 64, n_layers: int = 3, n_heads: int = 8,
+                   n_kv_heads: int = 2, vocab_size: int = 128, seed: int = 0):
+    """A random-weight decoder of a Llama-family architecture (``qwen2``, ``llama``, ``mistral``, ``gemma``)."""
+    import transformers as tf
+
+    classes = {"qwen2": ("Qwen2Config", "Qwen2ForCausalLM"), "llama": ("LlamaConfig", "LlamaForCausalLM"),
+               "mistral": ("MistralConfig", "MistralForCausalLM"), "gemma": ("GemmaConfig", "GemmaForCausalLM")}
+    if family not in classes:
+        from ..errors import AhaError
+
+        raise AhaError(f"unknown family {family!r}; choose {', '.join(classes)}")
+    cfg_cls, model_cls = (getattr(tf, n) for n in classes[family])
+    cfg = cfg_cls(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                  num_hidden_layers=n_layers, num_attention_heads=n_heads, num_key_value_heads=n_kv_heads,
+                  head_dim=hidden_size // n_heads, max_position_embeddings=512, pad_token_id=0, eos_token_id=1,
+                  bos_token_id=None)
+    torch.manual_seed(seed)
+    return model_cls(cfg).eval()
