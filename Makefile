@@ -8,7 +8,7 @@ MASKS   ?= ../shared/official-masks/salmonn-13b
 export OMP_NUM_THREADS ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: setup test test-slow figures figures-salmonn notebooks clean
+.PHONY: setup test test-slow figures figures-salmonn notebooks bench clean
 
 setup: $(STAMP)
 
@@ -39,3 +39,6 @@ clean:
 # Execute the notebooks in place so that their outputs are stored (what readers see on GitHub).
 notebooks: setup
 	$(BIN)/python notebooks/build_notebooks.py --execute
+
+bench: setup
+	$(BIN)/python benchmarks/gate_overhead.py

@@ -102,10 +102,10 @@ class HeadCapture:
             if layers is not None and l not in layers:
                 continue
 
-            def hook(module, args, l=l):
+            def hook(module, args, output, l=l):  # a forward hook sees the input after the gate's pre-hook
                 self.cache[l] = args[0].detach().unflatten(-1, (n_heads, head_dim))
 
-            self._handles.append(m.register_forward_pre_hook(hook))
+            self._handles.append(m.register_forward_hook(hook))
 
     def remove(self) -> None:
         for h in self._handles:
