@@ -383,3 +383,40 @@ def test_wrap_is_generic_for_a_model_built_outside_the_package():
     with pytest.raises(MaskShapeError, match=r"\(3, 4\)"):
         with w.masked(torch.ones(4, 3)):
             pass
+
+
+def test_qwen2_audio_generate_with_cache_equals_stepwise(audio_lalm, clips):
+    w = audio_lalm
+    g = torch.ones(2, 8)
+    g[0, 1] = g[1, 7] = 0
+    inputs = w.build_inputs(clips[:1], "Say it.")
+    new = w.generate_ids(inputs, g, max_new_tokens=5)
+    ids = inputs["input_ids"]
+    with torch.no_grad(), w.masked(g):
+        for _ in range(new.shape[1]):
+            step = dict(inputs, input_ids=ids, attention_mask=torch.ones_like(ids))
+            step.pop("position_ids")
+            nxt = w.model(**step).logits[:, -1].argmax(-1, keepdim=True)
+            ids = torch.cat([ids, nxt], 1)
+    eos = w.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    stop = (new[0] == eos).nonzero()
+    n = int(stop[0]) + 1 if len(stop) else new.shape[1]
+    assert torch.equal(ids[0, -new.shape[1]:][:n], new[0, :n])
+
+
+def test_load_model_causal_lm(tmp_path):
+    from aha_interp import load_model
+    from aha_interp.models.tiny import char_tokenizer
+
+    tok = char_tokenizer()
+    m = tiny_causal_lm("llama", vocab_size=len(tok))
+    m.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    lm = load_model(tmp_path)
+    assert lm.kind == "causal-lm" and lm.shape == (3, 8)
+    batch = lm.build_inputs(text=["2+2=", "capital of France:"], target=["4", "Paris"])
+    assert (batch["labels"] != -100).sum().item() == len("4") + len("Paris") + 2
+    g = torch.ones(3, 8)
+    g[1, :4] = 0
+    assert lm.loss(batch, g).item() != pytest.approx(lm.loss(batch).item())
+    assert len(lm.generate(text=["hi"], mask=g, max_new_tokens=3)) == 1
