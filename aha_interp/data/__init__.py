@@ -1,0 +1,1 @@
+"""Data: synthetic speech and the task suite."""
