@@ -243,6 +243,134 @@ def plot_algebra(
     _save(plots.plot_algebra(an.algebra_report(comp, ma, mb)), out)
 
 
+# ----------------------------------------------------------------------------- models: train, eval, build
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="'tiny' (the embedded LALM), a local model folder, or a hub id.")]
+
+
+def _load_lalm(model: str):
+    from ..models.lalm import load_model
+
+    return load_model(model)
+
+
+@app.command("train")
+def train(
+    task: Annotated[str, typer.Option("--task", "-t", help="Task: asr, gr, ser, asv, aac, s2tt, osr, asr_gr, gr_asr, json.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the mask (.safetensors).")],
+    model: ModelOpt = "tiny",
+    run_dir: Annotated[Optional[Path], typer.Option(help="Run folder: config.json, metrics.jsonl, checkpoints "
+                                                         "(default: runs/mask-<task>-s<seed>). Same config resumes.")] = None,
+    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 500,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 16,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (official: 1e-2 over 90k steps).")] = 0.1,
+    lam: Annotated[float, typer.Option("--lam", help="Sparsity penalty λ per active head.")] = 0.0,
+    noise: Annotated[str, typer.Option(help="Gumbel noise: left-tail (official) or logistic.")] = "left-tail",
+    tau_end: Annotated[float, typer.Option(help="Final temperature (official code 0.05; paper text 0.5).")] = 0.05,
+    n_train: Annotated[int, typer.Option(help="Training clips (synthetic, training voices).")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed: same seed, same mask.")] = 0,
+    threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Learn an AHAMask for TASK on a frozen model, with no instruction in the prompt."""
+    from ..data.tasks import ALL_TASKS
+    from ..training.mask import MaskTrainConfig, train_mask
+
+    if task not in ALL_TASKS:
+        raise AhaError(f"unknown task {task!r}; choose one of {', '.join(ALL_TASKS)}")
+    if out.suffix != ".safetensors":
+        raise AhaError(f"--out must end in .safetensors, got {out.name}")
+    if steps <= 0 or batch_size <= 0 or n_train <= 0:
+        raise AhaError("--steps, --batch-size and --n-train must be positive")
+    cfg = MaskTrainConfig(task=task, steps=steps, batch_size=batch_size, lr=lr, lam=lam, noise=noise, tau_end=tau_end,
+                          n_train=n_train, seed=seed, threads=threads)
+    lalm = _load_lalm(model)
+    mask = train_mask(lalm, cfg, run_dir or Path("runs") / f"mask-{task}-s{seed}", progress=not quiet)
+    mask.save(out)
+    typer.echo(f"wrote {out}: {mask}", err=True)
+
+
+@app.command("eval")
+def eval_(
+    task: Annotated[str, typer.Option("--task", "-t", help="Task to evaluate.")],
+    condition: Annotated[str, typer.Option("--condition", "-c", help="instruction | none | random | mask.")] = "mask",
+    model: ModelOpt = "tiny",
+    mask: Annotated[Optional[Path], typer.Option(help="AHAMask file (for mask and random).")] = None,
+    prompt_type: Annotated[str, typer.Option(help="Instruction variation: general, punctuation, capitalisation, "
+                                                  "synonyms_simple, synonyms_medium, synonyms_complex, constraint.")]
+    = "general",
+    n: Annotated[int, typer.Option(help="Test clips (held-out voices).")] = 200,
+    seed: Annotated[int, typer.Option(help="Draws a fresh set of test clips (and the random mask).")] = 0,
+    beams: Annotated[int, typer.Option(help="Beam width (1 = greedy).")] = 1,
+    threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="json, md or csv.")] = "json",
+    out: OutTable = None,
+) -> None:
+    """Score a model on TASK under a condition; prints task, condition, metric, value, n and a 95 % interval."""
+    import json
+
+    import pandas as pd
+    import torch
+
+    from ..data.tasks import ALL_TASKS
+    from ..evaluation.evaluate import CONDITIONS, evaluate
+    from ..masks import load_mask
+
+    if task not in ALL_TASKS:
+        raise AhaError(f"unknown task {task!r}; choose one of {', '.join(ALL_TASKS)}")
+    if condition not in CONDITIONS:
+        raise AhaError(f"unknown condition {condition!r}; choose one of {', '.join(CONDITIONS)}")
+    if n <= 0:
+        raise AhaError("--n must be positive")
+    m = load_mask(mask) if mask is not None else None
+    torch.set_num_threads(threads)
+    lalm = _load_lalm(model)
+    res = evaluate(lalm, task, condition, mask=m, prompt_type=prompt_type, n=n, seed=seed, num_beams=beams)
+    if fmt == "json":
+        text = json.dumps(res, indent=1) + "\n"
+        if out is None:
+            sys.stdout.write(text)
+        else:
+            from .._atomic import write_text_atomic
+
+            write_text_atomic(out, text)
+    else:
+        flat = {k: v for k, v in res.items() if k != "sub"}
+        flat.update({f"sub_{k}": v for k, v in (res.get("sub") or {}).items()})
+        _emit(pd.DataFrame([flat]), fmt, out)
+
+
+@app.command("build-model")
+def build_model(
+    name: Annotated[str, typer.Argument(help="Which embedded model: tiny.")] = "tiny",
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: the shipped location).")] = None,
+    minutes: Annotated[float, typer.Option(help="Training time budget.")] = 42.0,
+    free_mix: Annotated[str, typer.Option(help="Instruction-free targets: mixed (half transcription) or asr.")]
+    = "mixed",
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    n_eval: Annotated[int, typer.Option(help="Test clips per task for the report.")] = 100,
+) -> None:
+    """Regenerate the embedded tiny LALM (trains it here) and report its instructed metrics."""
+    import json
+
+    from ..evaluation.evaluate import evaluate
+    from ..models.lalm import EMBEDDED_MODELS, load_model
+    from ..training.embedded import EmbeddedConfig, train_embedded
+    from ..data.tasks import ALL_TASKS
+
+    if name not in EMBEDDED_MODELS:
+        raise AhaError(f"unknown embedded model {name!r}; choose one of {', '.join(EMBEDDED_MODELS)}")
+    if free_mix not in ("mixed", "asr"):
+        raise AhaError("--free-mix must be mixed or asr")
+    target = out or EMBEDDED_MODELS[name]
+    info = train_embedded(target, EmbeddedConfig(minutes=minutes, free_mix=free_mix, seed=seed),
+                          log=lambda s: typer.echo(s, err=True))
+    lalm = load_model(target)
+    for task in ALL_TASKS:
+        res = evaluate(lalm, task, "instruction", n=n_eval, seed=seed)
+        typer.echo(json.dumps({k: res[k] for k in ("task", "metric", "value", "n")}))
+    typer.echo(f"trained {info['steps']} steps in {info['minutes']} min -> {target}", err=True)
+
+
 # ----------------------------------------------------------------------------- figures
 @figures_app.command("salmonn")
 def figures_salmonn(

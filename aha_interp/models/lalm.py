@@ -13,6 +13,7 @@ Batches are left-padded with explicit ``position_ids`` so a padded row computes 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -163,6 +164,21 @@ class LALM(MaskedModel):
         return [s.strip() for s in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
 
+#: models shipped inside the package: name -> folder
+EMBEDDED_MODELS = {"tiny": Path(__file__).resolve().parents[1] / "assets" / "tiny-lalm"}
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> str:
+    """A shipped model's folder for its name (``"tiny"``), else the argument unchanged."""
+    key = str(name_or_path)
+    if key in EMBEDDED_MODELS:
+        path = EMBEDDED_MODELS[key]
+        if not (path / "config.json").exists():
+            raise AhaError(f"the embedded model {key!r} is missing from {path}; rebuild it: aha-interp build-model {key}")
+        return str(path)
+    return key
+
+
 def _detect_kind(path: str) -> str:
     from transformers import AutoConfig
 
@@ -179,7 +195,7 @@ def load_model(name_or_path: str | os.PathLike, *, kind: str | None = None, dtyp
     their parameters are left as loaded (call :meth:`LALM.freeze` before training a mask).
     Nothing is downloaded unless ``name_or_path`` is a hub id and the hub is reachable.
     """
-    path = str(name_or_path)
+    path = resolve_model(name_or_path)
     try:
         kind = kind or _detect_kind(path)
         kw = dict(from_pretrained_kwargs)
@@ -203,4 +219,5 @@ def load_model(name_or_path: str | os.PathLike, *, kind: str | None = None, dtyp
         raise AhaError(f"cannot load {path}: {str(e).splitlines()[0]} (no hub access here: give a local directory)") from None
     if device is not None:
         model.to(device)
-    return LALM(model.eval(), processor, kind, model_id=path)
+    model_id = str(name_or_path) if str(name_or_path) in EMBEDDED_MODELS else path
+    return LALM(model.eval(), processor, kind, model_id=model_id)

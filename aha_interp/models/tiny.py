@@ -31,6 +31,13 @@ QWEN2_AUDIO_CHAT_TEMPLATE = (
 )
 
 
+# The same format without the injected system turn: shorter sequences for the embedded tiny LALM.
+COMPACT_CHAT_TEMPLATE = QWEN2_AUDIO_CHAT_TEMPLATE.replace(
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}",
+    "",
+)
+
+
 def char_tokenizer(alphabet: str = ALPHABET):
     """A character-level ``PreTrainedTokenizerFast`` with Qwen2-Audio's special tokens (ids 0–5)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers

@@ -1,0 +1,248 @@
+"""The synthetic task suite, mirroring the paper's (``paper.md`` §3.2) at toy scale.
+
+============  ==========================================================  =====================
+task          input → target                                              metric
+============  ==========================================================  =====================
+``asr``       1–3 words from a 24-word vocabulary → ``"red cat five"``    WER
+``gr``        an utterance → ``"male"`` / ``"female"``                      accuracy
+``ser``       prosody (pitch level and range, rate, loudness) →           accuracy
+              ``"neutral"`` / ``"happy"`` / ``"sad"`` / ``"angry"``
+``asv``       two utterances joined by 0.1 s of silence → ``"yes"``/``"no"`` accuracy
+``aac``       1–2 non-speech events (tones, chirps, noise, clicks) →      ROUGE-L F1
+              ``"a high tone then clicks"``
+``s2tt``      English words → Spanish through a fixed lexicon             BLEU-2 (0–1)
+``osr``       a male and a female voice overlapped →                      WER
+              ``"<male words> / <female words>"``
+``asr_gr``    ``"<words> | <gender>"``                                    IFR (+ WER, accuracy)
+``gr_asr``    ``"<gender> | <words>"``                                    IFR (+ WER, accuracy)
+``json``      ``{"ASR": "<words>", "GR": "<gender>"}``                    IFR (+ WER, accuracy)
+============  ==========================================================  =====================
+
+Every label set has distinct first characters, so the first answer token decides the class.
+Examples are a pure function of ``(task, n, seed, split)``; ``split="test"`` uses held-out voices.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import AhaError
+from .speech import SAMPLE_RATE, Utterance, Voice, pad_or_trim, say_many, voices
+
+CLIP_SECONDS = 3.0
+CLIP_SAMPLES = int(CLIP_SECONDS * SAMPLE_RATE)
+
+LEXICON = {
+    "zero": "cero", "one": "uno", "two": "dos", "three": "tres", "four": "cuatro", "five": "cinco",
+    "six": "seis", "seven": "siete", "eight": "ocho", "nine": "nueve", "red": "rojo", "blue": "azul",
+    "green": "verde", "black": "negro", "white": "blanco", "cat": "gato", "dog": "perro", "bird": "pajaro",
+    "fish": "pez", "house": "casa", "tree": "arbol", "sun": "sol", "moon": "luna", "water": "agua",
+}
+WORDS = tuple(LEXICON)
+
+# prosody per emotion: pitch shift, pitch range, rate (wpm), gain
+EMOTIONS = {
+    "neutral": (0, 40, 165, 0.8),
+    "happy": (14, 95, 205, 1.0),
+    "sad": (-14, 8, 115, 0.35),
+    "angry": (4, 70, 235, 1.8),
+}
+EVENTS = {
+    "low tone": "tone_low", "high tone": "tone_high", "rising chirp": "chirp_up", "falling chirp": "chirp_down",
+    "noise burst": "noise", "clicks": "clicks",
+}
+SINGLE_TASKS = ("asr", "gr", "ser", "asv", "aac", "s2tt", "osr")
+COMPOSITE_TASKS = ("asr_gr", "gr_asr", "json")
+ALL_TASKS = SINGLE_TASKS + COMPOSITE_TASKS
+
+
+@dataclass
+class Example:
+    """One (audio, answer) pair. ``meta`` holds the ground truth pieces (words, gender, …)."""
+
+    task: str
+    audio: np.ndarray
+    target: str
+    meta: dict = field(default_factory=dict)
+
+
+SPEECH_TASKS = ("asr", "gr", "s2tt", "asr_gr", "gr_asr", "json")  # one plain utterance; targets from its words/gender
+
+
+def target_for(task: str, meta: dict) -> str:
+    """The answer for a single-utterance clip with ``meta = {"words", "gender"}`` under ``task``."""
+    words, g = meta["words"], meta["gender"]
+    if task == "asr":
+        return words
+    if task == "gr":
+        return g
+    if task == "s2tt":
+        return " ".join(LEXICON[w] for w in words.split())
+    if task == "asr_gr":
+        return f"{words} | {g}"
+    if task == "gr_asr":
+        return f"{g} | {words}"
+    if task == "json":
+        return json.dumps({"ASR": words, "GR": g})
+    raise AhaError(f"task {task!r} does not derive from a plain utterance")
+
+
+def _check(task: str) -> None:
+    if task not in ALL_TASKS:
+        raise AhaError(f"unknown task {task!r}; choose one of {', '.join(ALL_TASKS)}")
+
+
+def _words(rng, lo=1, hi=3) -> str:
+    return " ".join(rng.choice(WORDS, size=rng.integers(lo, hi + 1)))
+
+
+def _neutral(rng) -> tuple[int, int, int, float]:
+    """Everyday prosody variation for tasks that are not about emotion."""
+    return int(rng.integers(-4, 5)), int(rng.integers(35, 60)), int(rng.integers(150, 196)), float(rng.uniform(0.6, 1.0))
+
+
+def _utt(text: str, voice: Voice, prosody) -> Utterance:
+    shift, rng_, rate, gain = prosody
+    return Utterance(text, voice, rate=rate, pitch_shift=shift, pitch_range=rng_, gain=gain)
+
+
+def _scene(events: list[str], rng) -> np.ndarray:
+    """Non-speech audio for a list of event names."""
+    sr = SAMPLE_RATE
+    parts = []
+    for ev in events:
+        dur = rng.uniform(0.5, 1.0)
+        t = np.arange(int(dur * sr)) / sr
+        kind = EVENTS[ev]
+        if kind == "tone_low":
+            x = np.sin(2 * np.pi * rng.uniform(200, 350) * t)
+        elif kind == "tone_high":
+            x = np.sin(2 * np.pi * rng.uniform(1800, 2600) * t)
+        elif kind in ("chirp_up", "chirp_down"):
+            f0, f1 = (300, 3000) if kind == "chirp_up" else (3000, 300)
+            f = f0 + (f1 - f0) * t / dur
+            x = np.sin(2 * np.pi * np.cumsum(f) / sr)
+        elif kind == "noise":
+            x = rng.normal(size=t.size)
+            x /= np.abs(x).max()
+        else:  # clicks
+            x = np.zeros(t.size)
+            period = int(sr / rng.uniform(6, 12))
+            x[::period] = 1.0
+            x = np.convolve(x, np.hanning(40), mode="same")
+        env = np.minimum(1, np.minimum(t, dur - t) / 0.02)
+        parts.append(x * env * rng.uniform(0.3, 0.8))
+        parts.append(np.zeros(int(rng.uniform(0.05, 0.2) * sr)))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def make_examples(task: str, n: int, seed: int = 0, split: str = "train", noise: float = 0.003) -> list[Example]:
+    """``n`` examples of ``task``, a pure function of the arguments. ``split="test"`` uses held-out voices."""
+    _check(task)
+    rng = np.random.default_rng([seed, ALL_TASKS.index(task), 0 if split == "train" else 1])
+    pool = voices(split)
+    males = [v for v in pool if v.gender == "male"]
+    females = [v for v in pool if v.gender == "female"]
+    plans = []  # (utterances to synthesise, assembler(waves) -> (audio, target, meta))
+
+    for _ in range(n):
+        voice = pool[rng.integers(len(pool))]
+        if task in ("asr", "gr", "s2tt", "asr_gr", "gr_asr", "json"):
+            words = _words(rng)
+            utt = _utt(words, voice, _neutral(rng))
+            meta = {"words": words, "gender": voice.gender, "speaker": voice.speaker_id}
+            plans.append(([utt], None, target_for(task, meta), meta))
+        elif task == "ser":
+            emotion = list(EMOTIONS)[rng.integers(len(EMOTIONS))]
+            shift, prange, rate, gain = EMOTIONS[emotion]
+            prosody = (shift + int(rng.integers(-2, 3)), max(0, prange + int(rng.integers(-5, 6))),
+                       rate + int(rng.integers(-10, 11)), gain * float(rng.uniform(0.9, 1.1)))
+            plans.append(([_utt(_words(rng), voice, prosody)], None, emotion, {"emotion": emotion}))
+        elif task == "asv":
+            same = bool(rng.integers(2))
+            other = voice
+            while not same and other == voice:
+                other = pool[rng.integers(len(pool))]
+            utts = [_utt(_words(rng, 1, 2), voice, _neutral(rng)), _utt(_words(rng, 1, 2), other, _neutral(rng))]
+            plans.append((utts, "concat", "yes" if same else "no", {"same": same}))
+        elif task == "osr":
+            m, f = males[rng.integers(len(males))], females[rng.integers(len(females))]
+            wm, wf = _words(rng, 1, 2), _words(rng, 1, 2)
+            utts = [_utt(wm, m, _neutral(rng)), _utt(wf, f, _neutral(rng))]
+            plans.append((utts, "overlap", f"{wm} / {wf}", {"male": wm, "female": wf}))
+        elif task == "aac":
+            names = list(EVENTS)
+            k = int(rng.integers(1, 3))
+            events = [names[i] for i in rng.choice(len(names), size=k, replace=False)]
+            caption = " then ".join(("a " + e if e != "clicks" else e) for e in events)
+            plans.append(([], ("scene", events), caption, {"events": events}))
+
+    flat = [u for utts, _, _, _ in plans for u in utts]
+    waves = iter(say_many(flat)) if flat else iter(())
+    out = []
+    for utts, how, target, meta in plans:
+        parts = [next(waves) for _ in utts]
+        if how is None:
+            audio = parts[0]
+        elif how == "concat":
+            audio = np.concatenate([parts[0], np.zeros(int(0.1 * SAMPLE_RATE), np.float32), parts[1]])
+        elif how == "overlap":
+            offset = int(rng.uniform(0.0, 0.4) * SAMPLE_RATE)
+            length = max(len(parts[0]), len(parts[1]) + offset)
+            audio = pad_or_trim(parts[0], length) + pad_or_trim(parts[1], length, offset)
+        else:
+            audio = _scene(how[1], rng)
+        start = int(rng.integers(0, 1600))  # up to 0.1 s of leading silence
+        audio = pad_or_trim(audio, min(len(audio) + start, CLIP_SAMPLES), start)
+        audio = audio + rng.normal(scale=noise, size=audio.size).astype(np.float32)
+        meta = {**meta, "truncated": len(audio) >= CLIP_SAMPLES}
+        out.append(Example(task, np.clip(audio, -1, 1).astype(np.float32), target, meta))
+    return out
+
+
+# ----------------------------------------------------------------------------- SALMONN manifests
+def write_manifest(examples: list[Example], folder: str | Path, name: str = "manifest.json") -> Path:
+    """Write clips as 16-bit WAVs plus a SALMONN-style manifest ``{"annotation": [{"path", "text", "task"}]}``."""
+    import wave
+
+    from .._atomic import write_text_atomic
+
+    folder = Path(folder)
+    (folder / "wav").mkdir(parents=True, exist_ok=True)
+    ann = []
+    for i, ex in enumerate(examples):
+        rel = Path("wav") / f"{ex.task}_{i:06d}.wav"
+        with wave.open(str(folder / rel), "wb") as f:
+            f.setnchannels(1)
+            f.setsampwidth(2)
+            f.setframerate(SAMPLE_RATE)
+            f.writeframes((np.clip(ex.audio, -1, 1) * 32767).astype("<i2").tobytes())
+        ann.append({"path": str(rel), "text": ex.target, "task": ex.task})
+    path = folder / name
+    write_text_atomic(path, json.dumps({"annotation": ann}, indent=1))
+    return path
+
+
+def read_manifest(path: str | Path) -> list[Example]:
+    """Examples from a SALMONN-style manifest (paths relative to the manifest's folder, 16 kHz mono WAV)."""
+    import wave
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        entries = data["annotation"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise AhaError(f"{path} is not a manifest {{'annotation': [{{'path', 'text', 'task'}}]}} ({e})") from None
+    out = []
+    for e in entries:
+        wav_path = path.parent / e["path"]
+        with wave.open(str(wav_path), "rb") as f:
+            if f.getframerate() != SAMPLE_RATE or f.getnchannels() != 1 or f.getsampwidth() != 2:
+                raise AhaError(f"{wav_path}: expected 16 kHz mono 16-bit PCM")
+            audio = np.frombuffer(f.readframes(f.getnframes()), "<i2").astype(np.float32) / 32767
+        out.append(Example(e["task"], audio, e["text"], {k: v for k, v in e.items() if k not in ("path", "text", "task")}))
+    return out

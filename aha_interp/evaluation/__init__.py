@@ -1,0 +1,1 @@
+"""Evaluation: task metrics and model evaluation under conditions (instruction, none, random mask, AHAMask)."""

@@ -1,0 +1,74 @@
+"""Evaluate a model on a task under one of the paper's conditions.
+
+Conditions: ``instruction`` (held-out prompts of a variation type, cycled over the clips), ``none`` (no
+instruction, no mask), ``random`` (no instruction, a random mask with the AHAMask's active count) and
+``mask`` (no instruction, the AHAMask). Clips come from the held-out test voices; ``seed`` draws a fresh
+set. Decoding is greedy by default (``num_beams`` for beam search).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from ..data.prompts import eval_prompts
+from ..data.tasks import make_examples
+from ..errors import AhaError
+from ..masks import HeadMask
+from .metrics import score
+
+CONDITIONS = ("instruction", "none", "random", "mask")
+MAX_NEW_TOKENS = {"asr": 32, "gr": 8, "ser": 9, "asv": 5, "aac": 48, "s2tt": 40, "osr": 48, "asr_gr": 48,
+                  "gr_asr": 48, "json": 64}
+
+
+def generate_answers(lalm, audios, instructions, mask=None, *, batch_size: int = 32, max_new_tokens: int = 32,
+                     num_beams: int = 1) -> list[str]:
+    """Decoded answers for ``audios`` (each with its instruction or None) under ``mask``."""
+    from ..models.batching import FastBatcher
+
+    batcher = FastBatcher(lalm.processor) if lalm.kind == "qwen2-audio" else None
+    out = []
+    for i in range(0, len(audios), batch_size):
+        a, ins = audios[i:i + batch_size], instructions[i:i + batch_size]
+        inputs = batcher(a, ins)[0] if batcher is not None else lalm.build_inputs(a, ins)
+        ids = lalm.generate_ids(inputs, mask, max_new_tokens=max_new_tokens, num_beams=num_beams)
+        out += [s.strip() for s in lalm.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    return out
+
+
+def evaluate(lalm, task: str, condition: str, *, mask: HeadMask | None = None, prompt_type: str = "general",
+             n: int = 200, seed: int = 0, batch_size: int = 32, num_beams: int = 1, examples=None,
+             return_outputs: bool = False) -> dict:
+    """Score ``lalm`` on ``n`` test clips of ``task`` under ``condition``; a dict with ``task, condition,
+    metric, value, ci_low, ci_high, n`` (and ``n_active`` for masked conditions, ``sub`` for composites)."""
+    if condition not in CONDITIONS:
+        raise AhaError(f"unknown condition {condition!r}; choose one of {', '.join(CONDITIONS)}")
+    if condition in ("random", "mask") and mask is None:
+        raise AhaError(f"condition {condition!r} needs a mask (--mask FILE)")
+    t0 = time.time()
+    examples = examples if examples is not None else make_examples(task, n, seed=seed, split="test")
+    audios, refs = [e.audio for e in examples], [e.target for e in examples]
+    instructions: list = [None] * len(examples)
+    gate = None
+    if condition == "instruction":
+        prompts = eval_prompts(task, prompt_type)
+        instructions = [prompts[i % len(prompts)] for i in range(len(examples))]
+    elif condition == "mask":
+        gate = mask
+    elif condition == "random":
+        gate = mask.random_like(seed=seed)
+    hyps = generate_answers(lalm, audios, instructions, gate, batch_size=batch_size,
+                            max_new_tokens=MAX_NEW_TOKENS.get(task, 48), num_beams=num_beams)
+    res = {"task": task, "condition": condition, **score(task, refs, hyps, seed=seed)}
+    if condition == "instruction":
+        res["prompt_type"] = prompt_type
+    if gate is not None:
+        res["n_active"] = gate.n_active
+        res["n_heads"] = gate.size
+    res["seconds"] = round(time.time() - t0, 1)
+    if return_outputs:
+        res["outputs"] = [{"target": r, "output": h} for r, h in zip(refs, hyps)]
+    return res

@@ -1,0 +1,1 @@
+"""Training: the embedded tiny LALM and AHAMask mask training."""

@@ -1,0 +1,113 @@
+"""Synthetic speech, features, the task suite, prompts, manifests and metrics."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from aha_interp import AhaError
+from aha_interp.data import prompts as P
+from aha_interp.data.features import log_mel, valid_frames
+from aha_interp.data.speech import Utterance, say, say_many, voices
+from aha_interp.data.tasks import ALL_TASKS, CLIP_SAMPLES, make_examples, read_manifest, write_manifest
+from aha_interp.evaluation import metrics as M
+
+
+def test_voices_split_and_genders():
+    train, test = voices("train"), voices("test")
+    assert not {v.variant for v in train} & {v.variant for v in test}
+    assert {v.gender for v in test} == {"male", "female"}
+    with pytest.raises(AhaError):
+        voices("dev")
+
+
+def test_synthesis_is_deterministic_whatever_came_before():
+    v = voices()[5]
+    a = say("seven red cats", v)
+    say_many([Utterance("zebra crossing", voices()[40], rate=120), Utterance("one", voices()[2])])
+    b = say("seven red cats", v)
+    assert np.array_equal(a, b) and a.dtype == np.float32 and 0.3 < len(a) / 16000 < 2.0
+    louder = say("seven red cats", v, gain=2.0)
+    assert np.allclose(louder, 2 * a, atol=1e-6)
+    assert len(say("seven red cats", v, rate=120)) > len(say("seven red cats", v, rate=260))
+
+
+def test_log_mel_matches_whisper_extractor():
+    from transformers import WhisperFeatureExtractor
+
+    clips = [say("one two three", voices()[0]), np.random.default_rng(0).normal(size=30000).astype(np.float32) * 0.1]
+    fe = WhisperFeatureExtractor(feature_size=80, sampling_rate=16000, chunk_length=3)
+    ref = fe(clips, sampling_rate=16000, return_tensors="pt", return_attention_mask=True)
+    ours = log_mel(clips, 48000)
+    assert ours.shape == ref["input_features"].shape == (2, 80, 300)
+    assert (ours - ref["input_features"]).abs().max() < 2e-3
+    assert torch.equal(valid_frames([len(c) for c in clips], 48000), ref["attention_mask"])
+
+
+@pytest.mark.parametrize("task", ALL_TASKS)
+def test_task_examples(task):
+    a = make_examples(task, 6, seed=3)
+    b = make_examples(task, 6, seed=3)
+    assert [e.target for e in a] == [e.target for e in b]
+    assert all(np.array_equal(x.audio, y.audio) for x, y in zip(a, b))
+    assert all(len(e.audio) < CLIP_SAMPLES and np.abs(e.audio).max() <= 1 for e in a)
+    test = make_examples(task, 4, seed=3, split="test")
+    assert not np.array_equal(test[0].audio, a[0].audio)
+
+
+def test_targets_formats():
+    ex = {t: make_examples(t, 8, seed=1) for t in ALL_TASKS}
+    assert {e.target for e in ex["gr"]} <= {"male", "female"}
+    assert {e.target for e in ex["ser"]} <= {"neutral", "happy", "sad", "angry"}
+    assert {e.target for e in ex["asv"]} <= {"yes", "no"}
+    assert all(" / " in e.target for e in ex["osr"])
+    for e in ex["json"]:
+        assert set(json.loads(e.target)) == {"ASR", "GR"}
+    for e in ex["asr_gr"]:
+        words, g = e.target.split(" | ")
+        assert g in ("male", "female") and words == e.meta["words"]
+
+
+def test_label_sets_have_distinct_first_characters():
+    for labels in (["male", "female"], ["neutral", "happy", "sad", "angry"], ["yes", "no"]):
+        assert len({l[0] for l in labels}) == len(labels)
+
+
+def test_prompts_are_held_out_and_complete():
+    for task in ALL_TASKS:
+        train = set(P.training_prompts(task))
+        for kind in P.VARIATION_TYPES:
+            ps = P.eval_prompts(task, kind)
+            assert len(ps) == 5 and not set(ps) & train, (task, kind)
+        assert P.eval_prompts(task, "synonyms_simple") != P.eval_prompts(task, "general")
+    with pytest.raises(AhaError):
+        P.eval_prompts("asr", "rhyming")
+
+
+def test_manifest_round_trip(tmp_path):
+    ex = make_examples("asr", 3, seed=0) + make_examples("gr", 2, seed=0)
+    path = write_manifest(ex, tmp_path)
+    data = json.loads(path.read_text())
+    assert set(data["annotation"][0]) == {"path", "text", "task"}
+    back = read_manifest(path)
+    assert [e.target for e in back] == [e.target for e in ex] and [e.task for e in back] == [e.task for e in ex]
+    assert all(np.abs(a.audio - b.audio).max() < 1e-4 for a, b in zip(back, ex))
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(AhaError, match="manifest"):
+        read_manifest(tmp_path / "bad.json")
+
+
+def test_metrics():
+    assert M.wer(["one two three"], ["one two three"]) == 0.0
+    assert M.wer(["one two three"], ["one too three"]) == pytest.approx(1 / 3)
+    assert M.accuracy(["Male"], ["male."]) == 1.0
+    assert M.bleu(["uno dos tres"], ["uno dos tres"]) == pytest.approx(1.0)
+    assert M.rouge_l(["a high tone then clicks"], ["a high tone then clicks"]) == pytest.approx(1.0)
+    c = M.composite_scores("json", ['{"ASR": "one", "GR": "male"}'] * 3,
+                           ['{"ASR": "one", "GR": "male"}', '{"ASR": "two", "GR": "female"}', "one | male"])
+    assert c["ifr"] == pytest.approx(2 / 3) and c["wer"] == 0.5 and c["accuracy"] == 0.5
+    assert M.parse_composite("gr_asr", "male | one two") == ("one two", "male")
+    assert M.parse_composite("asr_gr", "one two male") is None
+    s = M.score("gr", ["male"] * 50 + ["female"] * 50, ["male"] * 100, n_boot=200)
+    assert s["value"] == 0.5 and s["ci_low"] < 0.5 < s["ci_high"] and s["n"] == 100

@@ -1,0 +1,109 @@
+"""synthesis → miniature LALM → `aha-interp train` → `aha-interp eval`, on a config small enough for seconds."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from aha_interp import HeadMask
+from aha_interp.cli import main
+from aha_interp.data.tasks import make_examples
+from aha_interp.models.batching import FastBatcher
+from aha_interp.models.lalm import load_model
+from aha_interp.training.embedded import EmbeddedConfig, build_model, train_embedded
+from aha_interp.training.mask import MaskTrainConfig, gumbel_sigmoid, sample_noise
+
+MINI = dict(hidden_size=32, n_layers=2, n_heads=8, n_kv_heads=8, intermediate_size=64, audio_d_model=32,
+            audio_layers=1, audio_heads=2, pool_speech=24, pool_other=8, batch_size=8, threads=1)
+
+
+@pytest.fixture(scope="module")
+def mini_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mini-lalm")
+    info = train_embedded(out, EmbeddedConfig(max_steps=3, minutes=5, **MINI), log=lambda s: None)
+    assert info["steps"] == 3 and (out / "config.json").exists() and (out / "training.json").exists()
+    return out
+
+
+def test_fast_batches_equal_the_processor_path(mini_model):
+    lalm = load_model(mini_model)
+    ex = make_examples("gr", 3, seed=2) + make_examples("aac", 2, seed=2)
+    instr = [None, "Speaker gender?", None, "Describe the sounds.", None]
+    fast, _ = FastBatcher(lalm.processor)([e.audio for e in ex], instr, [e.target for e in ex])
+    slow = lalm.build_inputs([e.audio for e in ex], instr, [e.target for e in ex])
+    assert fast.keys() == slow.keys()
+    for k in fast:
+        assert torch.allclose(fast[k].float(), slow[k].float(), atol=2e-3), k
+
+
+def test_train_and_eval_from_the_cli(mini_model, tmp_path, capsys):
+    args = ["train", "--model", str(mini_model), "--task", "gr", "--steps", "6", "--batch-size", "4",
+            "--n-train", "12", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "a.safetensors"), "--run-dir", str(tmp_path / "run-a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b.safetensors"), "--run-dir", str(tmp_path / "run-b")]) == 0
+    a, b = HeadMask.load(tmp_path / "a.safetensors"), HeadMask.load(tmp_path / "b.safetensors")
+    assert np.array_equal(a.logits, b.logits)  # same seed, same mask
+    assert a.shape == (2, 8) and a.meta.task == "gr" and a.meta.steps == 6 and a.meta.tau["end"] == 0.05
+    run = tmp_path / "run-a"
+    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in lines] == list(range(1, 7)) and lines[0]["tau"] == 4.0
+    assert {"config.json", "checkpoint.pt", "mask.safetensors"} <= {p.name for p in run.iterdir()}
+    # a different seed gives a different mask (logits), and the frozen model never changed
+    assert main([*args, "--seed", "1", "--out", str(tmp_path / "c.safetensors"), "--run-dir", str(tmp_path / "run-c")]) == 0
+    assert not np.array_equal(HeadMask.load(tmp_path / "c.safetensors").logits, a.logits)
+    capsys.readouterr()
+    for cond in ("mask", "random", "none", "instruction"):
+        extra = ["--mask", str(tmp_path / "a.safetensors")] if cond in ("mask", "random") else []
+        assert main(["eval", "--model", str(mini_model), "--task", "gr", "--condition", cond, "--n", "6",
+                     "--format", "json", *extra]) == 0
+        res = json.loads(capsys.readouterr().out)
+        assert {"task", "condition", "metric", "value", "n", "ci_low", "ci_high"} <= set(res)
+        assert res["condition"] == cond and res["n"] == 6 and res["metric"] == "accuracy"
+    assert main(["eval", "--model", str(mini_model), "--task", "gr", "--condition", "mask", "--n", "4"]) == 2
+    assert "needs a mask" in capsys.readouterr().err
+
+
+def test_resume_continues_where_it_stopped(mini_model, tmp_path):
+    from aha_interp.training.mask import train_mask
+
+    lalm = load_model(mini_model)
+    ex = make_examples("asr", 10, seed=0)
+    cfg = MaskTrainConfig(task="asr", steps=6, batch_size=3, checkpoint_every=3)
+    full = train_mask(lalm, cfg, tmp_path / "full", examples=ex, progress=False)
+
+    real_loss, calls = lalm.loss, [0]
+
+    def crash_on_step_5(*a, **k):
+        calls[0] += 1
+        if calls[0] == 5:
+            raise KeyboardInterrupt
+        return real_loss(*a, **k)
+
+    lalm.loss = crash_on_step_5
+    with pytest.raises(KeyboardInterrupt):
+        train_mask(lalm, cfg, tmp_path / "resumed", examples=ex, progress=False)
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["step"] == 3
+    lalm.loss = real_loss
+    resumed = train_mask(lalm, cfg, tmp_path / "resumed", examples=ex, progress=False)
+    assert np.array_equal(resumed.logits, full.logits)  # RNG and optimiser state restored
+    steps = [json.loads(l)["step"] for l in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_gumbel_sigmoid_is_hard_forward_soft_backward():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.tensor([[4.0, -4.0, 0.5]], requires_grad=True)
+    noise = sample_noise((1000, 1, 3), "left-tail", g)
+    gates = gumbel_sigmoid(logits, 1.0, noise)
+    assert set(gates.unique().tolist()) <= {0.0, 1.0}
+    on = gates.mean(0)[0]
+    # official left-tail noise: P(on) = exp(-exp(-l)) → 0.982, ~0, 0.545
+    assert on[0] > 0.95 and on[1] < 0.05 and 0.45 < on[2] < 0.65
+    gates.sum().backward()
+    assert (logits.grad > 0).all()
+    cfg = MaskTrainConfig(task="gr", steps=100)
+    assert cfg.tau(0) == 4.0 and cfg.tau(30) == pytest.approx(0.05) and cfg.tau(99) == 0.05
+    assert cfg.tau(15) == pytest.approx((4.0 + 0.05) / 2)
+    assert cfg.learning_rate(0) == pytest.approx(1e-6) and cfg.learning_rate(10) == pytest.approx(0.1)
+    assert cfg.learning_rate(100) == pytest.approx(1e-4, rel=1e-3)
