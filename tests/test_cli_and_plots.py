@@ -24,7 +24,7 @@ def mask_files(tmp_path, rng):
     return paths
 
 
-COMMANDS = [[], ["import"], ["info"], ["analyze"], ["analyze", "jaccard"], ["analyze", "layers"],
+COMMANDS = [[], ["import"], ["info"], ["train"], ["eval"], ["data"], ["build-model"], ["analyze"], ["analyze", "jaccard"], ["analyze", "layers"],
             ["analyze", "algebra"], ["plot"], ["plot", "jaccard"], ["plot", "mask"], ["plot", "layers"],
             ["plot", "threshold"], ["plot", "algebra"], ["figures"], ["figures", "salmonn"]]
 

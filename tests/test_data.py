@@ -111,3 +111,13 @@ def test_metrics():
     assert M.parse_composite("asr_gr", "one two male") is None
     s = M.score("gr", ["male"] * 50 + ["female"] * 50, ["male"] * 100, n_boot=200)
     assert s["value"] == 0.5 and s["ci_low"] < 0.5 < s["ci_high"] and s["n"] == 100
+
+
+def test_data_command(tmp_path, capsys):
+    from aha_interp.cli import main
+
+    assert main(["data", "ser", "--n", "3", "--out", str(tmp_path / "ser")]) == 0
+    back = read_manifest(tmp_path / "ser" / "manifest.json")
+    assert len(back) == 3 and {e.task for e in back} == {"ser"}
+    assert main(["data", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown task" in capsys.readouterr().err

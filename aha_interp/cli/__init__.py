@@ -339,6 +339,25 @@ def eval_(
         _emit(pd.DataFrame([flat]), fmt, out)
 
 
+@app.command("data")
+def data(
+    task: Annotated[str, typer.Argument(help="Task name (asr, gr, ser, asv, aac, s2tt, osr, asr_gr, gr_asr, json).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for wav/ and manifest.json.")],
+    n: Annotated[int, typer.Option(help="Number of clips.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed (same seed, same clips).")] = 0,
+    split: Annotated[str, typer.Option(help="train voices or held-out test voices.")] = "train",
+) -> None:
+    """Synthesise a dataset for TASK as 16 kHz WAVs plus a SALMONN-style manifest.json."""
+    from ..data.tasks import ALL_TASKS, make_examples, write_manifest
+
+    if task not in ALL_TASKS:
+        raise AhaError(f"unknown task {task!r}; choose one of {', '.join(ALL_TASKS)}")
+    if n <= 0:
+        raise AhaError("--n must be positive")
+    path = write_manifest(make_examples(task, n, seed=seed, split=split), out)
+    typer.echo(f"wrote {n} clips and {path}", err=True)
+
+
 @app.command("build-model")
 def build_model(
     name: Annotated[str, typer.Argument(help="Which embedded model: tiny.")] = "tiny",
