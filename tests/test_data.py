@@ -121,3 +121,18 @@ def test_data_command(tmp_path, capsys):
     assert len(back) == 3 and {e.task for e in back} == {"ser"}
     assert main(["data", "nope", "--out", str(tmp_path / "x")]) == 2
     assert "unknown task" in capsys.readouterr().err
+
+
+def test_single_task_summary_flags():
+    import pandas as pd
+
+    from aha_interp.reproduce.embedded import summary
+
+    rows = []
+    for task, vals in {"gr": (0.98, 0.0, 0.01, 0.9), "asr": (0.1, 0.12, 0.6, 0.11)}.items():
+        for cond, v in zip(("instruction", "none", "random", "mask"), vals):
+            rows.append(dict(task=task, condition=cond, metric="m", value=v, ci_low=v - 0.03, ci_high=v + 0.03, n=100,
+                             n_active=64 if cond in ("mask", "random") else None))
+    s = summary(pd.DataFrame(rows)).set_index("task")
+    assert s.loc["gr", "mask_beats_none"] and s.loc["gr", "mask_beats_random"] and s.loc["gr", "mask_reaches_goal"]
+    assert not s.loc["asr", "mask_beats_none"] and s.loc["asr", "mask_beats_random"] and s.loc["asr", "mask_reaches_goal"]

@@ -28,7 +28,9 @@ class FastBatcher:
         self.audio_tok = "<|AUDIO|>"
         self._prompt_cache: dict = {}
         self.eos = "<|im_end|>"
-        self.n_samples = int(processor.feature_extractor.n_samples)
+        fe = processor.feature_extractor
+        self.n_samples = int(fe.n_samples)
+        self.n_mels = int(fe.feature_size)  # 80 for the tiny models, 128 for Qwen2-Audio-7B
 
     def prompt(self, instruction: str | None) -> str:
         if instruction not in self._prompt_cache:
@@ -41,7 +43,7 @@ class FastBatcher:
 
     def __call__(self, audios: list[np.ndarray], instructions: list[str | None], targets: list[str] | None = None):
         lengths = np.array([min(len(a), self.n_samples) for a in audios])
-        feats = log_mel(audios, self.n_samples)
+        feats = log_mel(audios, self.n_samples, self.n_mels)
         fmask = valid_frames(lengths, self.n_samples)
         n_tok = n_audio_tokens(fmask.sum(-1).numpy())
         rows, labels = [], []

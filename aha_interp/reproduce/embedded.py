@@ -87,6 +87,35 @@ def table(results) -> "pd.DataFrame":
     return pd.DataFrame(rows)
 
 
+def summary(df) -> "pd.DataFrame":
+    """One row per task: the four values, AHAMask relative to the instruction, and whether AHAMask beats the
+    no-instruction and random-mask scores by more than their intervals (intervals do not overlap)."""
+    import pandas as pd
+
+    from ..evaluation.metrics import METRICS
+
+    rows = []
+    for task, g in df.groupby("task", sort=False):
+        r = g.set_index("condition")
+        higher = METRICS[task].higher_is_better
+        m = r.loc["mask"]
+
+        def beats(other):
+            o = r.loc[other]
+            return bool(m.ci_low > o.ci_high) if higher else bool(m.ci_high < o.ci_low)
+
+        inst = r.loc["instruction", "value"]
+        if higher:
+            goal = m.value >= 0.9 * inst
+        else:
+            goal = m.value <= 1.1 * inst + 0.02
+        rows.append({"task": task, "metric": r.loc["mask", "metric"], "instruction": inst,
+                     "none": r.loc["none", "value"], "random": r.loc["random", "value"], "mask": m.value,
+                     "n_active": r.loc["mask", "n_active"], "mask_beats_none": beats("none"),
+                     "mask_beats_random": beats("random"), "mask_reaches_goal": bool(goal)})
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", choices=["masks", "table"])
@@ -104,7 +133,9 @@ def main(argv=None) -> int:
         from ..tables import write_tables
 
         df = table(evaluate_all(args.tasks, Path(args.masks), args.n, args.jobs, args.seed))
-        for path in write_tables(df.round(4), Path(args.out) / "single_task"):
+        written = write_tables(df.round(4), Path(args.out) / "single_task")
+        written += write_tables(summary(df).round(4), Path(args.out) / "single_task_summary")
+        for path in written:
             print(f"wrote {path}")
     return 0
 
