@@ -81,6 +81,7 @@ def test_prompts_are_held_out_and_complete():
             ps = P.eval_prompts(task, kind)
             assert len(ps) == 5 and not set(ps) & train, (task, kind)
         assert P.eval_prompts(task, "synonyms_simple") != P.eval_prompts(task, "general")
+    assert P.eval_prompts("gr", "seen") == P.training_prompts("gr")
     with pytest.raises(AhaError):
         P.eval_prompts("asr", "rhyming")
 

@@ -295,9 +295,10 @@ def eval_(
     condition: Annotated[str, typer.Option("--condition", "-c", help="instruction | none | random | mask.")] = "mask",
     model: ModelOpt = "tiny",
     mask: Annotated[Optional[Path], typer.Option(help="AHAMask file (for mask and random).")] = None,
-    prompt_type: Annotated[str, typer.Option(help="Instruction variation: general, punctuation, capitalisation, "
-                                                  "synonyms_simple, synonyms_medium, synonyms_complex, constraint.")]
-    = "general",
+    prompt_type: Annotated[str, typer.Option(help="Instructions: seen (the model's training instructions) or a held-out "
+                                                  "variation: general, punctuation, capitalisation, synonyms_simple, "
+                                                  "synonyms_medium, synonyms_complex, constraint.")]
+    = "seen",
     n: Annotated[int, typer.Option(help="Test clips (held-out voices).")] = 200,
     seed: Annotated[int, typer.Option(help="Draws a fresh set of test clips (and the random mask).")] = 0,
     beams: Annotated[int, typer.Option(help="Beam width (1 = greedy).")] = 1,

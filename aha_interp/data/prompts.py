@@ -148,8 +148,11 @@ def training_prompts(task: str) -> list[str]:
 
 
 def eval_prompts(task: str, variation: str = "general") -> list[str]:
-    """Five held-out prompts of one variation type (see :data:`VARIATION_TYPES`)."""
+    """Five held-out prompts of one variation type (see :data:`VARIATION_TYPES`), or with
+    ``variation="seen"`` the model's own training instructions (the paper's standard-instruction baseline)."""
     _, general, complex_ = _PROMPTS[task]
+    if variation == "seen":
+        return training_prompts(task)
     if variation == "general":
         return list(general)
     if variation == "punctuation":

@@ -1,6 +1,7 @@
 """Evaluate a model on a task under one of the paper's conditions.
 
-Conditions: ``instruction`` (held-out prompts of a variation type, cycled over the clips), ``none`` (no
+Conditions: ``instruction`` (the model's own training instructions by default — the paper's standard
+instruction baseline — or held-out prompts of a variation type, cycled over the clips), ``none`` (no
 instruction, no mask), ``random`` (no instruction, a random mask with the AHAMask's active count) and
 ``mask`` (no instruction, the AHAMask). Clips come from the held-out test voices; ``seed`` draws a fresh
 set. Decoding is greedy by default (``num_beams`` for beam search).
@@ -39,7 +40,7 @@ def generate_answers(lalm, audios, instructions, mask=None, *, batch_size: int =
     return out
 
 
-def evaluate(lalm, task: str, condition: str, *, mask: HeadMask | None = None, prompt_type: str = "general",
+def evaluate(lalm, task: str, condition: str, *, mask: HeadMask | None = None, prompt_type: str = "seen",
              n: int = 200, seed: int = 0, batch_size: int = 32, num_beams: int = 1, examples=None,
              return_outputs: bool = False) -> dict:
     """Score ``lalm`` on ``n`` test clips of ``task`` under ``condition``; a dict with ``task, condition,
