@@ -107,3 +107,12 @@ def test_gumbel_sigmoid_is_hard_forward_soft_backward():
     assert cfg.tau(15) == pytest.approx((4.0 + 0.05) / 2)
     assert cfg.learning_rate(0) == pytest.approx(1e-6) and cfg.learning_rate(10) == pytest.approx(0.1)
     assert cfg.learning_rate(100) == pytest.approx(1e-4, rel=1e-3)
+
+
+@pytest.mark.parametrize("bad", [["--task", "nope"], ["--task", "gr", "--noise", "gauss"], ["--task", "gr", "--steps", "0"],
+                                 ["--task", "gr", "--lam", "-1"]])
+def test_train_rejects_bad_arguments_before_loading(bad, tmp_path, capsys):
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "--model", str(tmp_path / "no-model"), *bad, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and not out.exists()

@@ -272,15 +272,11 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Learn an AHAMask for TASK on a frozen model, with no instruction in the prompt."""
-    from ..data.tasks import ALL_TASKS
     from ..training.mask import MaskTrainConfig, train_mask
 
-    if task not in ALL_TASKS:
-        raise AhaError(f"unknown task {task!r}; choose one of {', '.join(ALL_TASKS)}")
     if out.suffix != ".safetensors":
         raise AhaError(f"--out must end in .safetensors, got {out.name}")
-    if steps <= 0 or batch_size <= 0 or n_train <= 0:
-        raise AhaError("--steps, --batch-size and --n-train must be positive")
+    # the config validates task, noise and ranges before any model is loaded
     cfg = MaskTrainConfig(task=task, steps=steps, batch_size=batch_size, lr=lr, lam=lam, noise=noise, tau_end=tau_end,
                           n_train=n_train, seed=seed, threads=threads)
     lalm = _load_lalm(model)
@@ -429,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd = e.ctx.command_path if e.ctx else "aha-interp"
         typer.echo(f"error: {e.format_message()} (see `{cmd} --help`)", err=True)
         return 2
-    except click.Abort:
+    except KeyboardInterrupt:
         typer.echo("aborted", err=True)
         return 130
     except click.ClickException as e:

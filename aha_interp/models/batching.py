@@ -19,6 +19,15 @@ def n_audio_tokens(valid: np.ndarray) -> np.ndarray:
     return (((valid - 1) // 2 + 1) - 2) // 2 + 1
 
 
+def qwen2_audio_prompt(processor, instruction: str | None) -> str:
+    """The user turn with one audio placeholder (and the instruction, if any), ready for the answer."""
+    content: list[dict] = [{"type": "audio", "audio": "<audio>"}]
+    if instruction:
+        content.append({"type": "text", "text": instruction})
+    return processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
+                                         tokenize=False)
+
+
 class FastBatcher:
     """Builds exactly what ``LALM.build_inputs`` builds (processor + chat template), for whole batches fast."""
 
@@ -34,11 +43,7 @@ class FastBatcher:
 
     def prompt(self, instruction: str | None) -> str:
         if instruction not in self._prompt_cache:
-            content = [{"type": "audio", "audio": "<audio>"}]
-            if instruction:
-                content.append({"type": "text", "text": instruction})
-            self._prompt_cache[instruction] = self.processor.apply_chat_template(
-                [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
+            self._prompt_cache[instruction] = qwen2_audio_prompt(self.processor, instruction)
         return self._prompt_cache[instruction]
 
     def __call__(self, audios: list[np.ndarray], instructions: list[str | None], targets: list[str] | None = None):

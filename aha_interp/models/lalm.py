@@ -67,11 +67,9 @@ class LALM(MaskedModel):
     def prompt(self, instruction: str | None = None, text: str | None = None) -> str:
         """The prompt string the model sees before its answer."""
         if self.kind == "qwen2-audio":
-            content: list[dict] = [{"type": "audio", "audio": "<audio>"}]
-            if instruction:
-                content.append({"type": "text", "text": instruction})
-            return self.processor.apply_chat_template([{"role": "user", "content": content}],
-                                                      add_generation_prompt=True, tokenize=False)
+            from .batching import qwen2_audio_prompt
+
+            return qwen2_audio_prompt(self.processor, instruction)
         body = "\n".join(s for s in (instruction, text) if s)
         if getattr(self.tokenizer, "chat_template", None):
             return self.tokenizer.apply_chat_template([{"role": "user", "content": body}],

@@ -53,6 +53,18 @@ class MaskTrainConfig:
     threads: int = 1
     checkpoint_every: int = 100
 
+    def __post_init__(self):
+        from ..data.tasks import ALL_TASKS
+
+        if self.noise not in ("left-tail", "logistic"):
+            raise AhaError(f"unknown noise {self.noise!r}; use left-tail or logistic")
+        if self.task not in ALL_TASKS:
+            raise AhaError(f"unknown task {self.task!r}; choose one of {', '.join(ALL_TASKS)}")
+        if self.steps <= 0 or self.batch_size <= 0 or self.n_train <= 0 or self.lr <= 0:
+            raise AhaError("steps, batch size, training clips and lr must be positive")
+        if self.lam < 0 or self.tau_end <= 0 or self.tau_start <= 0:
+            raise AhaError("λ must be ≥ 0 and τ must be positive")
+
     def tau(self, step: int) -> float:
         """τ at ``step``: linear from ``tau_start`` to ``tau_end`` over ``tau_decay_frac`` of the run."""
         decay = max(1, int(self.tau_decay_frac * self.steps)) if self.tau_decay_frac < 1 else int(self.tau_decay_frac)
