@@ -184,8 +184,6 @@ def test_capture_heads():
 
 
 def test_generate_with_cache_equals_stepwise_masked_forwards():
-    from transformers import PreTrainedTokenizerFast  # noqa: F401  (the LALM needs a tokenizer)
-
     from aha_interp.models.tiny import char_tokenizer
 
     tok = char_tokenizer()
@@ -273,8 +271,11 @@ def test_load_model_round_trip(tmp_path, audio_lalm, clips):
     assert torch.equal(inputs["input_ids"], inputs2["input_ids"])
     with torch.no_grad():
         assert torch.allclose(audio_lalm.forward(inputs).logits, w2.forward(inputs2).logits, atol=1e-6)
-    with pytest.raises(AhaError, match="cannot load"):
+    with pytest.raises(AhaError, match="no model folder"):
         load_model(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AhaError, match="cannot load"):
+        load_model(tmp_path / "empty")
 
 
 # ----------------------------------------------------------------------------- SALMONN-style

@@ -1,6 +1,5 @@
 """The shipped tiny LALM and its committed masks still do what the README says (small fresh samples)."""
 
-import json
 from pathlib import Path
 
 import pytest

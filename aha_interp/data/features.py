@@ -2,7 +2,8 @@
 
 ``WhisperFeatureExtractor`` works clip by clip in numpy; training needs thousands of clips, so this
 module computes the same features for a whole batch with ``torch.stft`` and the transformers mel
-filterbank (max abs difference to the extractor ≈ 2e-3, checked in the tests).
+filterbank (max abs difference to ``WhisperFeatureExtractor`` 0.0 with transformers 5.24; the tests
+allow 2e-3).
 """
 
 from __future__ import annotations

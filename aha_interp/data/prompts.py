@@ -169,4 +169,4 @@ def eval_prompts(task: str, variation: str = "general") -> list[str]:
         return [p + c for p, c in zip(general, _CONSTRAINTS)]
     from ..errors import AhaError
 
-    raise AhaError(f"unknown prompt variation {variation!r}; choose one of {', '.join(VARIATION_TYPES)}")
+    raise AhaError(f"unknown prompt variation {variation!r}; choose seen or one of {', '.join(VARIATION_TYPES)}")

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-import torch
-
 from ..data.prompts import eval_prompts
 from ..data.tasks import make_examples
 from ..errors import AhaError

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 
 from ..errors import AhaError
 from ..masks import HeadMask
+from .batching import IGNORE
 from .wrap import MaskedModel
 
-IGNORE = -100
 
 
 def _as_list(x: Any, n: int, what: str) -> list:
@@ -194,6 +194,8 @@ def load_model(name_or_path: str | os.PathLike, *, kind: str | None = None, dtyp
     Nothing is downloaded unless ``name_or_path`` is a hub id and the hub is reachable.
     """
     path = resolve_model(name_or_path)
+    if (os.sep in path or path.startswith(".")) and not Path(path).is_dir():
+        raise AhaError(f"no model folder at {path}; give a saved model directory, a hub id, or 'tiny'")
     try:
         kind = kind or _detect_kind(path)
         kw = dict(from_pretrained_kwargs)
@@ -213,7 +215,7 @@ def load_model(name_or_path: str | os.PathLike, *, kind: str | None = None, dtyp
             model = AutoModelForCausalLM.from_pretrained(path, **kw)
         else:
             raise AhaError(f"unknown kind {kind!r}; use qwen2-audio or causal-lm")
-    except OSError as e:
+    except (OSError, ValueError) as e:  # missing files, or a folder that holds no model config
         raise AhaError(f"cannot load {path}: {str(e).splitlines()[0]} (no hub access here: give a local directory)") from None
     if device is not None:
         model.to(device)

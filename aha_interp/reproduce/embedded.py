@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -30,8 +31,7 @@ def _cli(*args: str) -> list[str]:
 def _run(cmd: list[str], log: Path) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f:
-        return subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env={**__import__("os").environ,
-                                                                                 "OMP_NUM_THREADS": "1"})
+        return subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def train_masks(tasks, out: Path, steps: int, jobs: int, seed: int = 0, model: str = "tiny") -> None:
@@ -76,7 +76,7 @@ def evaluate_all(tasks, masks: Path, n: int, jobs: int, seed: int = 0, model: st
         return list(pool.map(one, jobs_list))
 
 
-def table(results) -> "pd.DataFrame":
+def table(results):
     import pandas as pd
 
     rows = []
@@ -87,7 +87,7 @@ def table(results) -> "pd.DataFrame":
     return pd.DataFrame(rows)
 
 
-def summary(df) -> "pd.DataFrame":
+def summary(df):
     """One row per task: the four values, AHAMask relative to the instruction, and whether AHAMask beats the
     no-instruction and random-mask scores by more than their intervals (intervals do not overlap)."""
     import pandas as pd

@@ -23,11 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.batching import FastBatcher
+from ..models.batching import IGNORE, FastBatcher
 from ..data.prompts import training_prompts
-from ..data.tasks import ALL_TASKS, CLIP_SAMPLES, EMOTIONS, EVENTS, SPEECH_TASKS, make_examples, target_for
+from ..data.tasks import ALL_TASKS, EMOTIONS, EVENTS, SPEECH_TASKS, make_examples, target_for
 
-IGNORE = -100
 
 
 @dataclass
