@@ -11,20 +11,7 @@ from aha_interp.cli import main
 from aha_interp.data.tasks import make_examples
 from aha_interp.models.batching import FastBatcher
 from aha_interp.models.lalm import load_model
-from aha_interp.training.embedded import EmbeddedConfig, train_embedded
 from aha_interp.training.mask import MaskTrainConfig, gumbel_sigmoid, sample_noise
-
-MINI = dict(hidden_size=32, n_layers=2, n_heads=8, n_kv_heads=8, intermediate_size=64, audio_d_model=32,
-            audio_layers=1, audio_heads=2, pool_speech=24, pool_other=8, batch_size=8, threads=1)
-
-
-@pytest.fixture(scope="module")
-def mini_model(tmp_path_factory):
-    out = tmp_path_factory.mktemp("mini-lalm")
-    info = train_embedded(out, EmbeddedConfig(max_steps=3, minutes=5, **MINI), log=lambda s: None)
-    assert info["steps"] == 3 and (out / "config.json").exists() and (out / "training.json").exists()
-    return out
-
 
 def test_fast_batches_equal_the_processor_path(mini_model):
     lalm = load_model(mini_model)

@@ -279,10 +279,28 @@ def train(
     # the config validates task, noise and ranges before any model is loaded
     cfg = MaskTrainConfig(task=task, steps=steps, batch_size=batch_size, lr=lr, lam=lam, noise=noise, tau_end=tau_end,
                           n_train=n_train, seed=seed, threads=threads)
+    dist = _init_distributed()
     lalm = _load_lalm(model)
     mask = train_mask(lalm, cfg, run_dir or Path("runs") / f"mask-{task}-s{seed}", progress=not quiet)
-    mask.save(out)
-    typer.echo(f"wrote {out}: {mask}", err=True)
+    if dist is None or dist.get_rank() == 0:
+        mask.save(out)
+        typer.echo(f"wrote {out}: {mask}", err=True)
+    if dist is not None:
+        dist.destroy_process_group()
+
+
+def _init_distributed():
+    """Join the process group when launched by torchrun / accelerate (WORLD_SIZE > 1); None otherwise."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist
 
 
 @app.command("eval")

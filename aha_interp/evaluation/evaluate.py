@@ -38,10 +38,13 @@ def generate_answers(lalm, audios, instructions, mask=None, *, batch_size: int =
 
 
 def evaluate(lalm, task: str, condition: str, *, mask: HeadMask | None = None, prompt_type: str = "seen",
-             n: int = 200, seed: int = 0, batch_size: int = 32, num_beams: int = 1, examples=None,
-             return_outputs: bool = False) -> dict:
+             prompt_index: int | None = None, n: int = 200, seed: int = 0, batch_size: int = 32, num_beams: int = 1,
+             examples=None, return_outputs: bool = False) -> dict:
     """Score ``lalm`` on ``n`` test clips of ``task`` under ``condition``; a dict with ``task, condition,
-    metric, value, ci_low, ci_high, n`` (and ``n_active`` for masked conditions, ``sub`` for composites)."""
+    metric, value, ci_low, ci_high, n`` (and ``n_active`` for masked conditions, ``sub`` for composites).
+
+    ``prompt_index`` picks one prompt of ``prompt_type`` for every clip (the paper's per-prompt crosses in
+    Fig. 2); by default the prompts are cycled over the clips."""
     if condition not in CONDITIONS:
         raise AhaError(f"unknown condition {condition!r}; choose one of {', '.join(CONDITIONS)}")
     if condition in ("random", "mask") and mask is None:
@@ -53,6 +56,10 @@ def evaluate(lalm, task: str, condition: str, *, mask: HeadMask | None = None, p
     gate = None
     if condition == "instruction":
         prompts = eval_prompts(task, prompt_type)
+        if prompt_index is not None:
+            if not 0 <= prompt_index < len(prompts):
+                raise AhaError(f"prompt index {prompt_index} out of range: {task}/{prompt_type} has {len(prompts)} prompts")
+            prompts = [prompts[prompt_index]]
         instructions = [prompts[i % len(prompts)] for i in range(len(examples))]
     elif condition == "mask":
         gate = mask
@@ -63,6 +70,9 @@ def evaluate(lalm, task: str, condition: str, *, mask: HeadMask | None = None, p
     res = {"task": task, "condition": condition, **score(task, refs, hyps, seed=seed)}
     if condition == "instruction":
         res["prompt_type"] = prompt_type
+        if prompt_index is not None:
+            res["prompt_index"] = prompt_index
+            res["prompt"] = prompts[0]
     if gate is not None:
         res["n_active"] = gate.n_active
         res["n_heads"] = gate.size

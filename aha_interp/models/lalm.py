@@ -130,7 +130,8 @@ class LALM(MaskedModel):
             return self.model(**model_inputs)
 
     def loss(self, inputs: dict[str, torch.Tensor], mask=None, reduction: str = "mean") -> torch.Tensor:
-        """Cross-entropy of the target tokens (``labels``) under ``mask``: a scalar (``mean``) or per row (``none``)."""
+        """Cross-entropy of the target tokens (``labels``) under ``mask``: a scalar (``mean``, ``sum``) or per row
+        (``none``)."""
         if "labels" not in inputs:
             raise AhaError("loss() needs inputs built with a target: build_inputs(..., target=...)")
         logits = self.forward(inputs, mask).logits[:, :-1].float()
@@ -141,7 +142,9 @@ class LALM(MaskedModel):
             return (ce * valid).sum() / valid.sum().clamp(min=1)
         if reduction == "none":
             return (ce * valid).sum(-1) / valid.sum(-1).clamp(min=1)
-        raise AhaError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+        if reduction == "sum":  # for data-parallel runs, which divide by the global token count themselves
+            return (ce * valid).sum()
+        raise AhaError(f"reduction must be 'mean', 'none' or 'sum', got {reduction!r}")
 
     @torch.no_grad()
     def generate_ids(self, inputs: dict[str, torch.Tensor], mask=None, *, max_new_tokens: int = 64,

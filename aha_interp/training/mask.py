@@ -13,6 +13,12 @@ Faithful to the official code (``paper.md`` §2) by default:
 The official run is 90k steps at peak lr 1e-2; the default here is 500 steps at peak lr 0.1 so that
 logits can travel as far in a run of minutes (both are options).
 Only the mask logits train: the model is frozen and never receives a gradient.
+
+Data-parallel runs: launched with ``torchrun`` (or ``accelerate launch``), every process draws the same global
+batch and noise from the seed, keeps its own slice, and the mask logits sit in a
+:class:`~torch.nn.parallel.DistributedDataParallel` module that averages their gradients. Each rank's loss is
+its share of the global token-mean, so N processes optimise the same objective as one process on the same
+global batch; only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -94,6 +100,27 @@ def gumbel_sigmoid(logits: torch.Tensor, tau: float, noise: torch.Tensor) -> tor
     return hard - soft.detach() + soft
 
 
+class MaskGates(torch.nn.Module):
+    """The trainable mask: ``logits [n_layers, n_heads]``; ``forward(noise, tau)`` gives hard gates
+    ``[B, n_layers, n_heads]``. A module so that DDP can own it (the mask is the only trained parameter)."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.logits = torch.nn.Parameter(logits)
+
+    def forward(self, noise: torch.Tensor, tau: float) -> torch.Tensor:
+        return gumbel_sigmoid(self.logits.unsqueeze(0), tau, noise)
+
+
+def _distributed():
+    """(torch.distributed or None, rank, world size) for the current process."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist, dist.get_rank(), dist.get_world_size()
+    return None, 0, 1
+
+
 def _config_hash(cfg: MaskTrainConfig, model_id: str | None) -> str:
     d = asdict(cfg)
     d.pop("checkpoint_every")
@@ -110,14 +137,19 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path, *, examples=None
     from the training voices. Runs with the same config resume from their checkpoint.
     """
     from ..data.tasks import make_examples
-    from ..models.batching import FastBatcher
+    from ..models.batching import IGNORE, FastBatcher
 
     torch.set_num_threads(cfg.threads)
+    dist, rank, world = _distributed()
+    if cfg.batch_size % world:
+        raise AhaError(f"batch size {cfg.batch_size} does not split over {world} processes; use a multiple of {world}")
+    lead = rank == 0  # only rank 0 writes files
     run = Path(run_dir)
-    run.mkdir(parents=True, exist_ok=True)
     key = _config_hash(cfg, lalm.model_id)
-    write_text_atomic(run / "config.json", json.dumps({**asdict(cfg), "model": lalm.model_id, "config_hash": key},
-                                                      indent=1))
+    if lead:
+        run.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run / "config.json", json.dumps({**asdict(cfg), "model": lalm.model_id, "config_hash": key,
+                                                          "world_size": world}, indent=1))
     lalm.freeze()
     lalm.model.eval()
     if examples is None:
@@ -126,10 +158,12 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path, *, examples=None
         raise AhaError("no training examples")
     batcher = FastBatcher(lalm.processor) if lalm.kind == "qwen2-audio" else None
 
-    logits = torch.nn.Parameter(torch.empty(lalm.shape))
     gen = torch.Generator().manual_seed(cfg.seed)
+    init = torch.empty(lalm.shape)
     with torch.no_grad():
-        logits.normal_(cfg.init_mean, cfg.init_std, generator=gen)
+        init.normal_(cfg.init_mean, cfg.init_std, generator=gen)
+    gates_module = MaskGates(init)
+    logits = gates_module.logits
     opt = torch.optim.AdamW([logits], lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.999))
     data_rng = np.random.default_rng(cfg.seed)
     start = 0
@@ -144,19 +178,28 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path, *, examples=None
             data_rng.bit_generator.state = json.loads(ck["data_rng"])
             start = int(ck["step"])
     metrics_path = run / "metrics.jsonl"
-    if metrics_path.exists():  # keep the lines up to the checkpoint we resume from (none on a fresh start)
+    if lead and metrics_path.exists():  # keep the lines up to the checkpoint we resume from (none on a fresh start)
         kept = [l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["step"] <= start]
         write_text_atomic(metrics_path, "".join(l + "\n" for l in kept))
+    gate_fn = gates_module
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        gate_fn = DistributedDataParallel(gates_module)  # averages the logits' gradient over the processes
+    share = cfg.batch_size // world
+    mine = slice(rank * share, (rank + 1) * share)
 
     bar = None
-    if progress:
+    if progress and lead:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.steps, initial=start, desc=f"mask {cfg.task}", leave=False)
     t0 = time.time()
     for step in range(start, cfg.steps):
+        # every rank draws the whole global batch and noise (same seed), then keeps its slice
         idx = data_rng.integers(0, len(examples), cfg.batch_size)
-        batch_ex = [examples[i] for i in idx]
+        noise = sample_noise((cfg.batch_size, *lalm.shape), cfg.noise, gen)
+        batch_ex = [examples[i] for i in idx[mine]]
         audios = [e.audio for e in batch_ex]
         targets = [e.target for e in batch_ex]
         if batcher is not None:
@@ -166,25 +209,38 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path, *, examples=None
         tau, lr = cfg.tau(step), cfg.learning_rate(step)
         for g in opt.param_groups:
             g["lr"] = lr
-        noise = sample_noise((len(batch_ex), *lalm.shape), cfg.noise, gen)
-        gates = gumbel_sigmoid(logits.unsqueeze(0), tau, noise)  # one sample per example, as the official code
-        ce = lalm.loss(inputs, gates)
-        active = gates.sum(dim=(1, 2)).mean()
-        loss = ce + cfg.lam * active
+        gates = gate_fn(noise[mine], tau)  # one sample per example, as the official code
+        if world == 1:
+            ce = lalm.loss(inputs, gates)
+            active = gates.sum(dim=(1, 2)).mean()
+            loss = ce + cfg.lam * active
+            backward_loss = loss
+        else:
+            # this rank's share of the global token-mean; DDP averages gradients, hence the factor `world`
+            count = (inputs["labels"][:, 1:] != IGNORE).sum().to(torch.float64)
+            dist.all_reduce(count)
+            ce_part = lalm.loss(inputs, gates, reduction="sum") / count.clamp(min=1).float()
+            active_part = gates.sum() / cfg.batch_size
+            backward_loss = (ce_part + cfg.lam * active_part) * world
+            parts = torch.stack([ce_part.detach(), active_part.detach()])
+            dist.all_reduce(parts)
+            ce, active = parts[0], parts[1]
+            loss = ce + cfg.lam * active
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        backward_loss.backward()
         opt.step()
         n_on = int((logits.detach() >= 0).sum())
         rec = {"step": step + 1, "loss": round(loss.item(), 5), "ce": round(ce.item(), 5), "tau": round(tau, 4),
                "lr": round(lr, 6), "active": n_on, "sampled_active": round(active.item(), 2)}
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        if lead:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{rec['loss']:.3f}", tau=f"{tau:.2f}", active=n_on)
-        if log is not None and (step + 1) % 50 == 0:
+        if log is not None and lead and (step + 1) % 50 == 0:
             log(json.dumps(rec))
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+        if lead and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
             with atomic_path(ckpt_path) as tmp:
                 torch.save({"logits": logits.detach().clone(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
                             "data_rng": json.dumps(data_rng.bit_generator.state), "step": step + 1,
@@ -206,7 +262,10 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path, *, examples=None
                "init": [cfg.init_mean, cfg.init_std], "final_loss": final.get("loss"), "final_ce": final.get("ce"),
                "train_seconds": round(time.time() - t0, 1)},
     )
-    mask.save(run / "mask.safetensors")
+    if lead:
+        mask.save(run / "mask.safetensors")
+    if dist is not None:
+        dist.barrier()  # no rank returns before rank 0 has written the mask
     return mask
 
 
