@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from aha_interp import HeadMask
 from aha_interp.cli import main

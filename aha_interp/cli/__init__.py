@@ -423,6 +423,35 @@ def figures_salmonn(
     typer.echo(f"wrote {len(written)} files to {out} in {time.perf_counter() - t0:.1f} s", err=True)
 
 
+@app.command("reproduce")
+def reproduce(
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default figures/; "
+                                                                   "runs/reproduce-fast/ with --fast).")] = None,
+    fast: Annotated[bool, typer.Option("--fast", help="Few clips per point and shorter sweeps: a smoke run "
+                                                      "of every experiment in under 3 minutes.")] = False,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Retrain all 36 masks with `aha-interp train` first "
+                                                            "(about 50 min on 2 cores).")] = False,
+    masks: Annotated[Path, typer.Option(help="Folder of the committed masks.")] = Path("masks/tiny"),
+    model: ModelOpt = "tiny",
+    workers: Annotated[int, typer.Option(help="Worker processes (one thread each).")] = 2,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only this experiment (repeatable): "
+                                                                    "table, composite, prompts, jaccard, topk, "
+                                                                    "lambda, seeds, algebra, layers, salmonn.")] = None,
+    salmonn_masks: Annotated[Optional[Path], typer.Option(help="Folder of the released SALMONN-13B masks.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Regenerate the paper's experiments on the embedded tiny LALM (and the released SALMONN masks):
+    every table (CSV + Markdown) and figure (PNG + PDF), evaluations cached so a re-run redoes only what changed."""
+    from ..reproduce.paper import EXPERIMENTS
+    from ..reproduce.paper import reproduce as run
+
+    if workers < 1:
+        raise AhaError("--workers must be at least 1")
+    run(out, fast=fast, retrain_masks=retrain, mask_dir=masks, model=model, workers=workers,
+        experiments=tuple(only) if only else EXPERIMENTS, salmonn_masks=str(salmonn_masks) if salmonn_masks else None,
+        progress=not quiet, log=lambda msg: typer.echo(msg, err=True))
+
+
 # ----------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one-line errors, exit 2 for bad input."""

@@ -22,8 +22,9 @@ def new_ax(ax=None, figsize=(6.0, 4.5)):
     return fig, ax
 
 
-def new_axes(axes, n: int, figsize):
-    """Return ``(fig, axes)`` for ``n`` panels in a row, from given axes or a fresh figure."""
+def new_axes(axes, n: int, figsize, ncols: int | None = None):
+    """Return ``(fig, axes)`` for ``n`` panels — in a row, or a grid of ``ncols`` columns (flattened,
+    spare panels hidden) — from given axes or a fresh figure."""
     import matplotlib.pyplot as plt
 
     if axes is not None:
@@ -31,8 +32,13 @@ def new_axes(axes, n: int, figsize):
         if len(axes) != n:
             raise AhaError(f"this figure needs {n} axes, got {len(axes)}")
         return axes[0].figure, axes
-    fig, axes = plt.subplots(1, n, figsize=figsize, layout="constrained")
-    return fig, list(axes) if n > 1 else [axes]
+    ncols = min(n, ncols or n)
+    nrows = -(-n // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=figsize, layout="constrained", squeeze=False)
+    flat = list(grid.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
 
 
 def save_figure(fig, path: str | os.PathLike, formats: Iterable[str] | None = None, dpi: int = 150) -> list[Path]:
