@@ -103,3 +103,36 @@ def test_train_rejects_bad_arguments_before_loading(bad, tmp_path, capsys):
     assert main(["train", "--model", str(tmp_path / "no-model"), *bad, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("task", ["gr"])
+def test_mask_step_gradient_is_the_same_under_gradient_checkpointing(mini_model, task):
+    from aha_interp.training.mask import MaskGates, mask_step
+
+    grads = []
+    for ckpt in (False, True):
+        lalm = load_model(mini_model)
+        lalm.freeze()
+        if ckpt:
+            lalm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        lalm.model.train()  # checkpointing only recomputes in train mode (the model has no dropout)
+        ex = make_examples(task, 4, seed=0)
+        inputs, _ = FastBatcher(lalm.processor)([e.audio for e in ex], [None] * 4, [e.target for e in ex])
+        gates = MaskGates(torch.linspace(-1, 1, lalm.n_layers * lalm.n_heads).reshape(lalm.shape))
+        opt = torch.optim.SGD(gates.parameters(), lr=0.0)
+        mask_step(lalm, gates, opt, inputs, torch.zeros(4, *lalm.shape), tau=2.0, lam=0.0)
+        grads.append(gates.logits.grad.clone())
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-6, rtol=1e-5)
+
+
+def test_gpu_smoke_benchmark_runs_on_a_tiny_config():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_smoke.py"
+    proc = subprocess.run([sys.executable, str(script), "--tiny", "--device", "cpu", "--batch", "1", "--steps", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "mask step / plain: time" in proc.stdout and "mask logits moved" in proc.stdout

@@ -112,6 +112,22 @@ class MaskGates(torch.nn.Module):
         return gumbel_sigmoid(self.logits.unsqueeze(0), tau, noise)
 
 
+def mask_step(lalm, gates_module, opt, inputs, noise: torch.Tensor, tau: float, lam: float):
+    """One single-process optimisation step of the mask: sample hard gates (one noise sample per example), CE of
+    the answer under them + λ · active heads, backward, AdamW. Returns ``(loss, ce, sampled active)``."""
+    gates = gates_module(noise, tau)
+    opt.zero_grad(set_to_none=True)
+    # backward inside the block: with gradient checkpointing the backward pass re-runs the forward, which
+    # must see the same gates
+    with lalm.masked(gates):
+        ce = lalm.loss(inputs)
+        active = gates.sum(dim=(1, 2)).mean()
+        loss = ce + lam * active
+        loss.backward()
+    opt.step()
+    return loss, ce, active
+
+
 def _distributed():
     """(torch.distributed or None, rank, world size) for the current process."""
     import torch.distributed as dist
@@ -209,26 +225,23 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path, *, examples=None
         tau, lr = cfg.tau(step), cfg.learning_rate(step)
         for g in opt.param_groups:
             g["lr"] = lr
-        gates = gate_fn(noise[mine], tau)  # one sample per example, as the official code
         if world == 1:
-            ce = lalm.loss(inputs, gates)
-            active = gates.sum(dim=(1, 2)).mean()
-            loss = ce + cfg.lam * active
-            backward_loss = loss
+            loss, ce, active = mask_step(lalm, gate_fn, opt, inputs, noise, tau, cfg.lam)
         else:
+            gates = gate_fn(noise[mine], tau)  # one sample per example, as the official code
             # this rank's share of the global token-mean; DDP averages gradients, hence the factor `world`
             count = (inputs["labels"][:, 1:] != IGNORE).sum().to(torch.float64)
             dist.all_reduce(count)
-            ce_part = lalm.loss(inputs, gates, reduction="sum") / count.clamp(min=1).float()
-            active_part = gates.sum() / cfg.batch_size
-            backward_loss = (ce_part + cfg.lam * active_part) * world
+            opt.zero_grad(set_to_none=True)
+            with lalm.masked(gates):
+                ce_part = lalm.loss(inputs, reduction="sum") / count.clamp(min=1).float()
+                active_part = gates.sum() / cfg.batch_size
+                ((ce_part + cfg.lam * active_part) * world).backward()
+            opt.step()
             parts = torch.stack([ce_part.detach(), active_part.detach()])
             dist.all_reduce(parts)
             ce, active = parts[0], parts[1]
             loss = ce + cfg.lam * active
-        opt.zero_grad(set_to_none=True)
-        backward_loss.backward()
-        opt.step()
         n_on = int((logits.detach() >= 0).sum())
         rec = {"step": step + 1, "loss": round(loss.item(), 5), "ce": round(ce.item(), 5), "tau": round(tau, 4),
                "lr": round(lr, 6), "active": n_on, "sampled_active": round(active.item(), 2)}
