@@ -217,7 +217,170 @@ print("TL vs HF gate, max |diff|:", (T.tl_logits(tl, w.as_gates(mask), embeds=em
 """),
 ]
 
-NOTEBOOKS = {"01_released_masks.ipynb": released, "04_gating_models.ipynb": gating}
+
+embedded = [
+    md("""
+# 02 · The embedded tiny LALM
+
+aha-interp ships a small audio language model trained here on synthetic speech (espeak-ng voices): a
+`Qwen2AudioForConditionalGeneration` with a 4-layer × 32-head decoder (128 heads of dim 8), served by the same
+adapter as Qwen2-Audio-7B. This notebook loads it, plays and draws a clip, scores it with and without an
+instruction, **trains an AHAMask live** (no instruction in the prompt, only the 128 head gates learn) and
+applies it.
+
+Set `AHA_FAST=1` for a quick run (fewer clips, fewer steps); the stored outputs come from a full run.
+"""),
+    code("""
+%matplotlib inline
+import os, tempfile
+from pathlib import Path
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from aha_interp import HeadMask, analysis as an, plots
+from aha_interp.data.features import log_mel
+from aha_interp.data.tasks import make_examples
+from aha_interp.evaluation.evaluate import evaluate
+from aha_interp.models.lalm import load_model
+from aha_interp.training.mask import MaskTrainConfig, train_mask
+
+FAST = os.environ.get("AHA_FAST") == "1"
+# fast: a shorter run with a larger learning rate, so the logits still travel past the threshold
+N_EVAL, STEPS, LR = (24, 80, 0.3) if FAST else (200, 500, 0.1)
+ROOT = Path("..").resolve()
+torch.set_num_threads(1)
+lalm = load_model("tiny")
+print(lalm)
+"""),
+    md("## A clip: hear it, see it"),
+    code("""
+clips = make_examples("gr", 4, seed=0, split="test")   # held-out voices
+clip = clips[0]
+print("target:", clip.target, "| meta:", clip.meta)
+from IPython.display import Audio, display
+display(Audio(clip.audio, rate=16000))
+fig, axes = plt.subplots(1, 2, figsize=(11, 3), layout="constrained")
+axes[0].plot(np.arange(len(clip.audio)) / 16000, clip.audio, lw=0.5)
+axes[0].set_xlabel("s"); axes[0].set_title("waveform")
+axes[1].imshow(log_mel([clip.audio], n_samples=len(clip.audio),
+                       n_mels=lalm.processor.feature_extractor.feature_size)[0], origin="lower", aspect="auto")
+axes[1].set_title("log-mel (Whisper features)");
+"""),
+    md("""
+## With and without an instruction
+
+`generate(audio, instruction, mask)` answers one clip per row. Without an instruction the model has to guess
+what is asked.
+"""),
+    code("""
+audios = [c.audio for c in clips]
+pd.DataFrame({"target": [c.target for c in clips],
+              "instruction": lalm.generate(audios, ["What is the gender of the speaker?"] * 4, max_new_tokens=8),
+              "no instruction": lalm.generate(audios, [None] * 4, max_new_tokens=8)})
+"""),
+    code("""
+rows = [evaluate(lalm, "gr", c, n=N_EVAL, seed=0) for c in ("instruction", "none")]
+pd.DataFrame(rows)[["task", "condition", "metric", "value", "ci_low", "ci_high", "n"]]
+"""),
+    md("""
+## Train an AHAMask live
+
+The official recipe (`paper.md` §2): logits start at N(4, 0.02) — every head on —, hard Gumbel-sigmoid gates
+with straight-through gradients, τ from 4 to 0.05 over the first 30 % of steps, AdamW with warm-up and
+cosine decay; the inference mask keeps heads with logit ≥ 0. The prompt holds the audio and **no instruction**.
+"""),
+    code("""
+run = Path(tempfile.mkdtemp()) / "gr-live"
+cfg = MaskTrainConfig(task="gr", steps=STEPS, lr=LR, n_train=200 if FAST else 2000, seed=0)
+live = train_mask(lalm, cfg, run, progress=False)
+print(live)
+curve = pd.read_json(run / "metrics.jsonl", lines=True)
+ax = curve.plot(x="step", y=["ce", "tau"], figsize=(7, 3))
+curve.plot(x="step", y="active", secondary_y=True, ax=ax);
+"""),
+    md("## Apply it, beside the committed mask and a random mask of the same size"),
+    code("""
+committed = HeadMask.load(ROOT / "masks/tiny/gr.safetensors")
+rows = [evaluate(lalm, "gr", "mask", mask=live, n=N_EVAL, seed=0) | {"condition": "mask (live)"},
+        evaluate(lalm, "gr", "mask", mask=committed, n=N_EVAL, seed=0) | {"condition": "mask (committed)"},
+        evaluate(lalm, "gr", "random", mask=committed, n=N_EVAL, seed=0)]
+print("Jaccard(live, committed) =", round(an.jaccard(live, committed), 3),
+      "| same mask bits:", live == committed)
+pd.DataFrame(rows)[["task", "condition", "metric", "value", "ci_low", "ci_high", "n", "n_active"]]
+"""),
+    code("""
+fig, axes = plt.subplots(1, 2, figsize=(12, 2.6), layout="constrained")
+plots.plot_mask(live, ax=axes[0], logits=True, title="live mask (logits)")
+plots.plot_mask(committed, ax=axes[1], title=f"committed gr mask: {committed.n_active}/128");
+"""),
+]
+
+
+paper_figures = [
+    md("""
+# 03 · The paper's figures, from the cached results
+
+`aha-interp reproduce` writes every evaluation to `figures/cache/evals.csv` and every table to
+`figures/tables/`. This notebook reads them — nothing is re-evaluated — and redraws each figure with the
+plotting functions, so you can restyle, subset or re-analyse them. To recompute, run
+`aha-interp reproduce` (or `reproduce(fast=True)` from Python for a smoke run).
+"""),
+    code("""
+%matplotlib inline
+from pathlib import Path
+import json
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from aha_interp import HeadMask, analysis as an, plots
+
+FIG = Path("..").resolve() / "figures"
+T = lambda name: pd.read_csv(FIG / "tables" / f"{name}.csv")
+print(json.loads((FIG / "cache" / "last_run.json").read_text())["seconds"])
+evals = pd.read_csv(FIG / "cache" / "evals.csv")
+print(len(evals), "cached evaluations")
+T("single_task_summary")
+"""),
+    md("## Table 2 analogue and the composite table"),
+    code("""
+single = T("single_task")
+single.pivot(index="task", columns="condition", values="value")[["instruction", "none", "random", "mask"]].round(3)
+"""),
+    code("""T("composite")"""),
+    md("## Fig. 2 — prompt sensitivity (one cross per held-out prompt; lines: AHAMask and no instruction)"),
+    code("""plots.plot_prompt_sensitivity(T("prompt_sensitivity"), single);"""),
+    md("## Fig. 3 — Jaccard overlap of the task masks, raw and beyond chance"),
+    code("""
+masks = {p.stem: HeadMask.load(p) for p in sorted((FIG.parent / "masks" / "tiny").glob("*.safetensors"))}
+plots.plot_jaccard_pair(masks);
+"""),
+    md("## Fig. 4 — performance as heads are switched on in logit order, against random masks of the same size"),
+    code("""plots.plot_topk_performance(T("topk"));"""),
+    md("## Fig. 5 — the sparsity penalty λ"),
+    code("""
+base = single[single.task == "gr"].set_index("condition")["value"]
+plots.plot_lambda_ablation(T("lambda"), baselines={"instruction": base["instruction"], "no instruction": base["none"]});
+"""),
+    md("## Seeds: different masks, similar scores; their intersection"),
+    code("""
+display(T("seed_overlap"))
+plots.plot_seed_masks(T("seeds"), T("seed_overlap"));
+"""),
+    md("## Mask algebra on the composite tasks"),
+    code("""plots.plot_algebra_scores(T("algebra"));"""),
+    md("## Layer profiles, and one mask up close"),
+    code("""
+fig, axes = plt.subplots(1, 2, figsize=(13, 3.2), layout="constrained")
+plots.plot_layer_profile(masks, ax=axes[0])
+plots.plot_mask(masks["asr"], ax=axes[1], logits=True)
+masks["asr"].to_frame().sort_values("logit").head(8)
+"""),
+]
+
+NOTEBOOKS = {"01_released_masks.ipynb": released, "02_embedded_model.ipynb": embedded,
+             "03_paper_figures.ipynb": paper_figures, "04_gating_models.ipynb": gating}
 
 
 def main(execute: bool = False, only: list[str] | None = None):

@@ -11,11 +11,15 @@ stdin, an int32 byte count (-1 on failure) and the int16 samples on stdout.
 import ctypes
 import json
 import os
+import signal
 import struct
 import sys
 
 
 def main() -> None:
+    # the parent owns this process's lifetime (it closes stdin); a Ctrl-C or a Jupyter kernel shutdown reaching
+    # the whole process group must not print a traceback from here
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     lib = ctypes.cdll.LoadLibrary(sys.argv[1])
     rate = lib.espeak_Initialize(2, 0, sys.argv[2].encode(), 0)  # AUDIO_OUTPUT_SYNCHRONOUS
     chunks = []

@@ -16,7 +16,7 @@ ARROW = {True: "↑", False: "↓"}
 
 def _metric_label(rows: pd.DataFrame) -> str:
     metric = str(rows["metric"].iloc[0])
-    hib = bool(rows["higher_is_better"].iloc[0]) if "higher_is_better" in rows else True
+    hib = bool(rows["higher_is_better"].iloc[0]) if "higher_is_better" in rows else metric != "wer"
     return f"{metric} {ARROW[hib]}"
 
 
