@@ -8,7 +8,7 @@ MASKS   ?= ../shared/official-masks/salmonn-13b
 export OMP_NUM_THREADS ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: setup test test-slow figures figures-salmonn notebooks bench clean
+.PHONY: setup test test-slow reproduce reproduce-fast figures figures-salmonn notebooks bench clean
 
 setup: $(STAMP)
 
@@ -27,8 +27,15 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
-# The main job (until the embedded-model reproduction lands): figures from the released SALMONN masks.
-figures: figures-salmonn
+# The main job: every table and figure of the paper, on the embedded tiny LALM and the released SALMONN masks.
+reproduce: setup
+	$(BIN)/aha-interp reproduce --out figures
+
+# A smoke run of every experiment (few clips per point) into runs/reproduce-fast/.
+reproduce-fast: setup
+	$(BIN)/aha-interp reproduce --fast
+
+figures: reproduce
 
 figures-salmonn: setup
 	$(BIN)/python -m aha_interp.reproduce.salmonn --masks $(MASKS) --out figures/salmonn
@@ -42,3 +49,4 @@ notebooks: setup
 
 bench: setup
 	$(BIN)/python benchmarks/gate_overhead.py
+	$(BIN)/python benchmarks/train_overhead.py

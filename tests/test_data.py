@@ -127,7 +127,7 @@ def test_data_command(tmp_path, capsys):
 def test_single_task_summary_flags():
     import pandas as pd
 
-    from aha_interp.reproduce.embedded import summary
+    from aha_interp.reproduce.paper import summary
 
     rows = []
     for task, vals in {"gr": (0.98, 0.0, 0.01, 0.9), "asr": (0.1, 0.12, 0.6, 0.11)}.items():
