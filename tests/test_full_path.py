@@ -136,3 +136,18 @@ def test_gpu_smoke_benchmark_runs_on_a_tiny_config():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "mask step / plain: time" in proc.stdout and "mask logits moved" in proc.stdout
+
+
+def test_train_on_a_manifest_with_gradient_checkpointing(mini_model, tmp_path, capsys):
+    assert main(["data", "gr", "--n", "6", "--out", str(tmp_path / "data")]) == 0
+    base = ["train", "--model", str(mini_model), "--task", "gr", "--steps", "4", "--batch-size", "2", "--quiet",
+            "--manifest", str(tmp_path / "data" / "manifest.json")]
+    assert main([*base, "--out", str(tmp_path / "a.safetensors"), "--run-dir", str(tmp_path / "ra")]) == 0
+    assert main([*base, "--grad-ckpt", "--attn", "sdpa", "--out", str(tmp_path / "b.safetensors"),
+                 "--run-dir", str(tmp_path / "rb")]) == 0
+    a, b = HeadMask.load(tmp_path / "a.safetensors"), HeadMask.load(tmp_path / "b.safetensors")
+    np.testing.assert_allclose(a.logits, b.logits, atol=1e-5)  # checkpointing changes memory, not the mask
+    assert a.meta.extra["n_train"] == 6
+    capsys.readouterr()
+    assert main([*base, "--task", "asr", "--out", str(tmp_path / "c.safetensors")]) == 2
+    assert "no entries with task 'asr'" in capsys.readouterr().err

@@ -269,9 +269,20 @@ def train(
     n_train: Annotated[int, typer.Option(help="Training clips (synthetic, training voices).")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same mask.")] = 0,
     threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
+    manifest: Annotated[Optional[Path], typer.Option(help="Train on a SALMONN-style manifest (its entries of TASK) "
+                                                          "instead of synthetic clips.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda (under torchrun: each process its LOCAL_RANK GPU).")]
+    = None,
+    dtype: Annotated[Optional[str], typer.Option(help="Model dtype, e.g. bfloat16 (the mask logits stay float32).")]
+    = None,
+    attn: Annotated[Optional[str], typer.Option("--attn", help="attn_implementation, e.g. sdpa.")] = None,
+    grad_ckpt: Annotated[bool, typer.Option("--grad-ckpt", help="Gradient checkpointing (recomputes layers in the "
+                                                                "backward pass; the gates are re-applied).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Learn an AHAMask for TASK on a frozen model, with no instruction in the prompt."""
+    import os
+
     from ..training.mask import MaskTrainConfig, train_mask
 
     if out.suffix != ".safetensors":
@@ -279,9 +290,24 @@ def train(
     # the config validates task, noise and ranges before any model is loaded
     cfg = MaskTrainConfig(task=task, steps=steps, batch_size=batch_size, lr=lr, lam=lam, noise=noise, tau_end=tau_end,
                           n_train=n_train, seed=seed, threads=threads)
+    examples = None
+    if manifest is not None:
+        from ..data.tasks import read_manifest
+
+        examples = [e for e in read_manifest(manifest) if e.task == task]
+        if not examples:
+            raise AhaError(f"{manifest} has no entries with task {task!r}")
     dist = _init_distributed()
-    lalm = _load_lalm(model)
-    mask = train_mask(lalm, cfg, run_dir or Path("runs") / f"mask-{task}-s{seed}", progress=not quiet)
+    if device == "cuda" and dist is not None:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    from ..models.lalm import load_model
+
+    lalm = load_model(model, dtype=dtype, device=device, attn_implementation=attn)
+    if grad_ckpt:
+        lalm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        lalm.model.train()  # checkpointing recomputes in train mode only; LALMs here have no active dropout
+    mask = train_mask(lalm, cfg, run_dir or Path("runs") / f"mask-{task}-s{seed}", examples=examples,
+                      progress=not quiet)
     if dist is None or dist.get_rank() == 0:
         mask.save(out)
         typer.echo(f"wrote {out}: {mask}", err=True)

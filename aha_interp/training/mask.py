@@ -167,7 +167,8 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path, *, examples=None
         write_text_atomic(run / "config.json", json.dumps({**asdict(cfg), "model": lalm.model_id, "config_hash": key,
                                                           "world_size": world}, indent=1))
     lalm.freeze()
-    lalm.model.eval()
+    if not getattr(lalm.model, "is_gradient_checkpointing", False):
+        lalm.model.eval()  # with checkpointing the caller left train mode on: transformers only recomputes there
     if examples is None:
         examples = make_examples(cfg.task, cfg.n_train, seed=cfg.seed, split="train")
     if not examples:
@@ -178,7 +179,8 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path, *, examples=None
     init = torch.empty(lalm.shape)
     with torch.no_grad():
         init.normal_(cfg.init_mean, cfg.init_std, generator=gen)
-    gates_module = MaskGates(init)
+    device = lalm.device
+    gates_module = MaskGates(init).to(device)
     logits = gates_module.logits
     opt = torch.optim.AdamW([logits], lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.999))
     data_rng = np.random.default_rng(cfg.seed)
@@ -201,7 +203,8 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path, *, examples=None
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        gate_fn = DistributedDataParallel(gates_module)  # averages the logits' gradient over the processes
+        # averages the logits' gradient over the processes
+        gate_fn = DistributedDataParallel(gates_module, device_ids=[device.index] if device.type == "cuda" else None)
     share = cfg.batch_size // world
     mine = slice(rank * share, (rank + 1) * share)
 
@@ -214,7 +217,7 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path, *, examples=None
     for step in range(start, cfg.steps):
         # every rank draws the whole global batch and noise (same seed), then keeps its slice
         idx = data_rng.integers(0, len(examples), cfg.batch_size)
-        noise = sample_noise((cfg.batch_size, *lalm.shape), cfg.noise, gen)
+        noise = sample_noise((cfg.batch_size, *lalm.shape), cfg.noise, gen).to(device)  # drawn on the CPU: same bits anywhere
         batch_ex = [examples[i] for i in idx[mine]]
         audios = [e.audio for e in batch_ex]
         targets = [e.target for e in batch_ex]
@@ -230,7 +233,7 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path, *, examples=None
         else:
             gates = gate_fn(noise[mine], tau)  # one sample per example, as the official code
             # this rank's share of the global token-mean; DDP averages gradients, hence the factor `world`
-            count = (inputs["labels"][:, 1:] != IGNORE).sum().to(torch.float64)
+            count = (inputs["labels"][:, 1:] != IGNORE).sum().to(device, torch.float64)
             dist.all_reduce(count)
             opt.zero_grad(set_to_none=True)
             with lalm.masked(gates):
@@ -255,14 +258,14 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path, *, examples=None
             log(json.dumps(rec))
         if lead and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
             with atomic_path(ckpt_path) as tmp:
-                torch.save({"logits": logits.detach().clone(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                torch.save({"logits": logits.detach().cpu().clone(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
                             "data_rng": json.dumps(data_rng.bit_generator.state), "step": step + 1,
                             "config_hash": key}, tmp)
     if bar is not None:
         bar.close()
     final = _read_metrics(metrics_path)
     mask = HeadMask(
-        logits.detach(),
+        logits.detach().cpu(),
         model=lalm.model_id,
         task=cfg.task,
         lam=cfg.lam,
