@@ -311,8 +311,8 @@ def plan_jobs(plan: Plan, experiments=EXPERIMENTS) -> dict[str, list[EvalJob]]:
             jobs["seeds"] += [J(t, "mask", "and:" + ",".join(names), n=plan.n_seeds, seed=s),
                               J(t, "none", n=plan.n_seeds, seed=s)]
     if "algebra" in experiments:
-        jobs["algebra"] = [J(c, "mask", e, n=plan.n_algebra, seed=s)
-                           for c in COMPOSITE for e in ("asr", "gr", "or:asr,gr", "and:asr,gr", c)]
+        algebra = ("asr", "gr", "or:asr,gr", "and:asr,gr", "sub:asr,gr", "sub:gr,asr")
+        jobs["algebra"] = [J(c, "mask", e, n=plan.n_algebra, seed=s) for c in COMPOSITE for e in (*algebra, c)]
         jobs["algebra"] += [J(c, k, n=plan.n_algebra, seed=s) for c in COMPOSITE for k in ("instruction", "none")]
     return jobs
 
@@ -450,7 +450,8 @@ def build_outputs(res: dict[str, pd.DataFrame], plan: Plan, mask_dir: Path, out:
         w.figure(plots.plot_seed_masks(sd, ov), "seeds")
     if "algebra" in res:
         al = res["algebra"].copy()
-        names = {"asr": "ASR mask", "gr": "GR mask", "or:asr,gr": "ASR ∪ GR", "and:asr,gr": "ASR ∩ GR"}
+        names = {"asr": "ASR mask", "gr": "GR mask", "or:asr,gr": "ASR ∪ GR", "and:asr,gr": "ASR ∩ GR",
+                 "sub:asr,gr": "ASR − GR", "sub:gr,asr": "GR − ASR"}
         al["label"] = [{"instruction": "instruction", "none": "no instruction"}.get(c) or names.get(m) or
                        "composite mask (trained)" for c, m in zip(al["condition"], al["mask"].fillna(""))]
         w.table(al[["task", "label", "mask", "n_active", "metric", "value", "ci_low", "ci_high", "wer_compliant",
