@@ -233,6 +233,9 @@ def run_jobs(jobs: list[EvalJob], *, model: str, mask_dir: Path, cache: Path, wo
                 fingerprints[name] = mask_fingerprint(name, mask_dir)
     keys = [j.key(fingerprints) for j in jobs]
     done = pd.read_csv(cache, keep_default_na=False, na_values=[""]) if cache.exists() else pd.DataFrame()
+    for col in ("mask", "prompt", "prompt_type"):  # text columns: an empty string, not NaN, as when computed
+        if col in done:
+            done[col] = done[col].fillna("").astype(str)
     rows = {r["key"]: r for r in done.to_dict("records")} if len(done) else {}
     todo = list({k: j for k, j in zip(keys, jobs) if k not in rows}.items())
     log(f"{len(jobs)} evaluations planned, {len(jobs) - sum(1 for k in keys if k not in rows)} cached, "
