@@ -253,33 +253,35 @@ def run_jobs(jobs: list[EvalJob], *, model: str, mask_dir: Path, cache: Path, wo
         # biggest first, grouped by task, so the workers stay busy to the end and reuse synthesised clips
         todo.sort(key=lambda kj: (-kj[1].n, kj[1].task))
         last_save = time.time()
-        if workers <= 1:
-            _worker_init(model, str(mask_dir), 1)
-            for k, job in todo:
-                rows[k] = {"key": k, **_run_job(job)}
-                bar.update(1)
-                bar.set_postfix_str(f"{job.task} {job.condition}")
-                if time.time() - last_save > 30:
-                    save()
-                    last_save = time.time()
-        else:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
-            # spawn, not fork: a forked copy of a process that has run torch can deadlock in OpenMP
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                                     initargs=(model, str(mask_dir), 1)) as pool:
-                futures = {pool.submit(_run_job, job): k for k, job in todo}
-                for fut in as_completed(futures):
-                    k = futures[fut]
-                    rows[k] = {"key": k, **fut.result()}
+        try:
+            if workers <= 1:
+                _worker_init(model, str(mask_dir), 1)
+                for k, job in todo:
+                    rows[k] = {"key": k, **_run_job(job)}
                     bar.update(1)
-                    bar.set_postfix_str(f"{rows[k]['task']} {rows[k]['condition']}")
+                    bar.set_postfix_str(f"{job.task} {job.condition}")
                     if time.time() - last_save > 30:
                         save()
                         last_save = time.time()
-        bar.close()
-        save()
+            else:
+                import multiprocessing as mp
+                from concurrent.futures import ProcessPoolExecutor, as_completed
+
+                # spawn, not fork: a forked copy of a process that has run torch can deadlock in OpenMP
+                with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                         initargs=(model, str(mask_dir), 1)) as pool:
+                    futures = {pool.submit(_run_job, job): k for k, job in todo}
+                    for fut in as_completed(futures):
+                        k = futures[fut]
+                        rows[k] = {"key": k, **fut.result()}
+                        bar.update(1)
+                        bar.set_postfix_str(f"{rows[k]['task']} {rows[k]['condition']}")
+                        if time.time() - last_save > 30:
+                            save()
+                            last_save = time.time()
+        finally:  # keep what finished, even when a job fails or the run is interrupted
+            bar.close()
+            save()
     frame = pd.DataFrame([rows[k] for k in keys])
     frame.attrs["ran"] = len(todo)
     return frame
