@@ -304,7 +304,10 @@ def train(
 
     lalm = load_model(model, dtype=dtype, device=device, attn_implementation=attn)
     if grad_ckpt:
-        lalm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(lalm.model, "activation_checkpointing_enable"):  # the transformers ≥ 5.x name
+            lalm.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            lalm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         lalm.model.train()  # checkpointing recomputes in train mode only; LALMs here have no active dropout
     mask = train_mask(lalm, cfg, run_dir or Path("runs") / f"mask-{task}-s{seed}", examples=examples,
                       progress=not quiet)

@@ -167,7 +167,10 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path, *, examples=None
         write_text_atomic(run / "config.json", json.dumps({**asdict(cfg), "model": lalm.model_id, "config_hash": key,
                                                           "world_size": world}, indent=1))
     lalm.freeze()
-    if not getattr(lalm.model, "is_gradient_checkpointing", False):
+    checkpointing = getattr(lalm.model, "is_activation_checkpointing", None)  # transformers ≥ 5.x name
+    if checkpointing is None:
+        checkpointing = getattr(lalm.model, "is_gradient_checkpointing", False)
+    if not checkpointing:
         lalm.model.eval()  # with checkpointing the caller left train mode on: transformers only recomputes there
     if examples is None:
         examples = make_examples(cfg.task, cfg.n_train, seed=cfg.seed, split="train")
