@@ -238,8 +238,8 @@ def run_jobs(jobs: list[EvalJob], *, model: str, mask_dir: Path, cache: Path, wo
             done[col] = done[col].fillna("").astype(str)
     rows = {r["key"]: r for r in done.to_dict("records")} if len(done) else {}
     todo = list({k: j for k, j in zip(keys, jobs) if k not in rows}.items())
-    log(f"{len(jobs)} evaluations planned, {len(jobs) - sum(1 for k in keys if k not in rows)} cached, "
-        f"{len(todo)} to run")
+    distinct = len(set(keys))  # experiments share some evaluations (e.g. the table's gr rows and the λ baselines)
+    log(f"{len(jobs)} evaluations planned ({distinct} distinct): {distinct - len(todo)} cached, {len(todo)} to run")
 
     def save():
         cache.parent.mkdir(parents=True, exist_ok=True)
