@@ -189,9 +189,11 @@ _WORKER: dict = {}
 
 def _worker_init(model: str, mask_dir: str, threads: int) -> None:
     import torch
+    from transformers.utils import logging as hf_logging
 
     from ..models.lalm import load_model
 
+    hf_logging.disable_progress_bar()  # the run's own bar is the progress display; workers' bars would interleave
     torch.set_num_threads(threads)
     _WORKER.update(lalm=load_model(model), mask_dir=Path(mask_dir), examples={}, masks={})
 
