@@ -325,10 +325,6 @@ def plan_jobs(plan: Plan, experiments=EXPERIMENTS) -> dict[str, list[EvalJob]]:
 
 
 # --------------------------------------------------------------------------------------------- experiments
-def _ci(df):
-    return df.assign(ci=[f"[{lo:.3f}, {hi:.3f}]" for lo, hi in zip(df["ci_low"], df["ci_high"])])
-
-
 def summary(df: pd.DataFrame) -> pd.DataFrame:
     """One row per task: the four conditions, and whether AHAMask beats the no-instruction and random-mask
     scores by more than their intervals (the intervals do not overlap), and reaches the paper's goal."""
@@ -377,8 +373,7 @@ def _masks(names, mask_dir):
     return {n: HeadMask.load(mask_file(n, mask_dir)).with_meta(task=n) for n in names}
 
 
-def build_outputs(res: dict[str, pd.DataFrame], plan: Plan, mask_dir: Path, out: Path, experiments, fast: bool,
-                  log=print) -> list[Path]:
+def build_outputs(res: dict[str, pd.DataFrame], mask_dir: Path, out: Path, experiments, fast: bool) -> list[Path]:
     """Tables and figures from the evaluation rows of each experiment."""
     import matplotlib
 
@@ -551,7 +546,7 @@ def reproduce(out: str | Path | None = None, *, fast: bool = False, retrain_mask
         res[name] = rows.iloc[i:i + len(js)].reset_index(drop=True)
         i += len(js)
     t = time.time()
-    written = build_outputs(res, plan, mask_dir, out, experiments, fast, log=log)
+    written = build_outputs(res, mask_dir, out, experiments, fast)
     if "salmonn" in experiments:
         from ..masks.official import official_masks_dir
         from .salmonn import build as build_salmonn
