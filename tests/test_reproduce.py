@@ -118,3 +118,19 @@ def test_plans_cover_the_paper():
     assert FAST.n_table < FULL.n_table
     names = {s["name"] for s in mask_specs()}
     assert len(names) == 36 and {"asr", "asr-s1", "asr-s2", "gr-lam1e-03"} <= names
+
+
+def test_a_jobs_clips_do_not_depend_on_what_the_worker_ran_before(monkeypatch):
+    from aha_interp.data.tasks import make_examples
+    from aha_interp.reproduce import paper
+
+    # the reason for the pool: a smaller draw is not a prefix of a larger one
+    assert not np.array_equal(make_examples("gr", 2, seed=0, split="test")[0].audio,
+                              make_examples("gr", 4, seed=0, split="test")[0].audio)
+    monkeypatch.setattr(paper, "_WORKER", {"examples": {}})
+    small_first = [e.audio for e in paper._examples("gr", 2, 0, pool=4)]
+    monkeypatch.setattr(paper, "_WORKER", {"examples": {}})
+    paper._examples("gr", 4, 0, pool=4)
+    large_first = [e.audio for e in paper._examples("gr", 2, 0, pool=4)]
+    assert all(np.array_equal(a, b) for a, b in zip(small_first, large_first))
+    assert all(j.pool == FULL.n_table for js in plan_jobs(FULL).values() for j in js)

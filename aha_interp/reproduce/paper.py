@@ -24,6 +24,7 @@ mask bits, task, condition, prompt, clips, seed): a re-run only evaluates what c
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -156,6 +157,7 @@ class EvalJob:
     prompt_index: int = -1  # -1: cycle over the prompts of the type
     n: int = 200
     seed: int = 0
+    pool: int = 0  # test clips drawn for (task, seed); the job scores the first n of them (0: exactly n)
 
     def key(self, fingerprints: dict[str, str]) -> str:
         parts = [asdict(self), fingerprints["model"], [fingerprints[m] for m in _names_in(self.mask)] if self.mask else []]
@@ -198,15 +200,19 @@ def _worker_init(model: str, mask_dir: str, threads: int) -> None:
     _WORKER.update(lalm=load_model(model), mask_dir=Path(mask_dir), examples={}, masks={})
 
 
-def _examples(task: str, n: int, seed: int):
-    """Test clips, synthesised once per (task, seed) and sliced: the first ``n`` clips of a larger draw are the
-    same clips (``make_examples`` draws them one by one)."""
+def _examples(task: str, n: int, seed: int, pool: int = 0):
+    """The first ``n`` of ``pool`` test clips of (task, seed), synthesised once per worker.
+
+    ``make_examples(task, 100)`` is not a prefix of ``make_examples(task, 200)`` (the clips are assembled after
+    all of them are planned, from the same generator), so the pool size is part of the job: which clips a job
+    scores must not depend on which job a worker happened to run first."""
     from ..data.tasks import make_examples
 
-    have = _WORKER["examples"].get((task, seed))
-    if have is None or len(have) < n:
-        have = make_examples(task, n, seed=seed, split="test")
-        _WORKER["examples"][(task, seed)] = have
+    size = max(pool, n)
+    have = _WORKER["examples"].get((task, seed, size))
+    if have is None:
+        have = make_examples(task, size, seed=seed, split="test")
+        _WORKER["examples"][(task, seed, size)] = have
     return have[:n]
 
 
@@ -217,7 +223,7 @@ def _run_job(job: EvalJob) -> dict:
     cond = "mask" if job.condition == "random" else job.condition  # the random mask is built explicitly
     res = evaluate(_WORKER["lalm"], job.task, cond, mask=mask, prompt_type=job.prompt_type,
                    prompt_index=None if job.prompt_index < 0 else job.prompt_index,
-                   examples=_examples(job.task, job.n, job.seed), seed=job.seed)
+                   examples=_examples(job.task, job.n, job.seed, job.pool), seed=job.seed)
     sub = res.pop("sub", None) or {}
     return {**asdict(job), "metric": res["metric"], "value": res["value"], "ci_low": res["ci_low"],
             "ci_high": res["ci_high"], "higher_is_better": res["higher_is_better"], "n_active": res.get("n_active"),
@@ -292,7 +298,8 @@ def run_jobs(jobs: list[EvalJob], *, model: str, mask_dir: Path, cache: Path, wo
 # --------------------------------------------------------------------------------------------- plan
 def plan_jobs(plan: Plan, experiments=EXPERIMENTS) -> dict[str, list[EvalJob]]:
     """The evaluations each experiment needs (experiments share jobs; the cache runs each once)."""
-    s, J = plan.seed, EvalJob
+    # every job draws its clips from the same pool per (task, seed): the table's n_table clips
+    s, J = plan.seed, functools.partial(EvalJob, pool=plan.n_table)
     jobs: dict[str, list[EvalJob]] = {}
     if {"table", "composite", "prompts"} & set(experiments):
         jobs["table"] = [J(t, c, {"mask": t, "random": f"randlike:{t}:{s}"}.get(c, ""), n=plan.n_table, seed=s)
