@@ -20,6 +20,29 @@ def test_voices_split_and_genders():
     assert {v.gender for v in test} == {"male", "female"}
     with pytest.raises(AhaError):
         voices("dev")
+    wide = voices("train", (20, 80))
+    assert {v.pitch for v in wide} == {20, 80} and len(wide) == 2 * len(train) // 3
+    assert {v.variant for v in voices("test", (20, 80))} == {v.variant for v in test}
+
+
+def test_wider_training_pitches_change_the_voices_not_the_task():
+    default, wide = make_examples("asr", 6, seed=3), make_examples("asr", 6, seed=3, pitches=(20, 80))
+    assert all(int(e.meta["speaker"].rsplit("@", 1)[1]) in (20, 80) for e in wide)
+    assert all(int(e.meta["speaker"].rsplit("@", 1)[1]) in (35, 50, 65) for e in default)
+    assert [e.target for e in wide] == [e.target for e in default]  # same words; only the voices differ
+    assert all(np.array_equal(a.audio, b.audio) for a, b in zip(make_examples("asr", 6, seed=3, pitches=(20, 80)), wide))
+
+
+def test_speed_perturbation_shifts_frequency_and_duration_together():
+    from aha_interp.training.embedded import speed_perturb
+
+    sr, f0 = 16000, 440.0
+    tone = np.sin(2 * np.pi * f0 * np.arange(sr) / sr).astype(np.float32)
+    fast = speed_perturb(tone, 1.1)
+    assert fast.dtype == np.float32 and abs(len(fast) - sr / 1.1) <= 1
+    peak = np.argmax(np.abs(np.fft.rfft(fast))) * sr / len(fast)
+    assert abs(peak - 1.1 * f0) < 3
+    assert len(speed_perturb(np.zeros(2 * CLIP_SAMPLES, np.float32), 0.9)) == CLIP_SAMPLES  # never past one clip
 
 
 def test_synthesis_is_deterministic_whatever_came_before():

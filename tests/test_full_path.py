@@ -151,3 +151,23 @@ def test_train_on_a_manifest_with_gradient_checkpointing(mini_model, tmp_path, c
     capsys.readouterr()
     assert main([*base, "--task", "asr", "--out", str(tmp_path / "c.safetensors")]) == 2
     assert "no entries with task 'asr'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [["--train-pitches", "20,x"], ["--train-pitches", "120"], ["--speed-perturb", "0.7"],
+                                 ["--speaker-aux", "-1"], ["--free-mix", "all"]])
+def test_build_model_rejects_bad_recipes_before_training(bad, tmp_path, capsys):
+    out = tmp_path / "model"
+    assert main(["build-model", "tiny", "--out", str(out), *bad]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and not out.exists()
+
+
+def test_recipe_knobs_train_on_a_miniature_config(tmp_path):
+    from aha_interp.training.embedded import EmbeddedConfig, train_embedded
+
+    from .conftest import MINI
+
+    cfg = EmbeddedConfig(max_steps=2, minutes=5, train_pitches=(20, 80), speed_perturb=0.08, speaker_aux=0.3, **MINI)
+    info = train_embedded(tmp_path / "m", cfg, log=lambda s: None)
+    assert info["steps"] == 2 and info["config"]["train_pitches"] == (20, 80)
+    assert np.isfinite(info["history"][0]["aux"]) and (tmp_path / "m" / "model.safetensors").exists()

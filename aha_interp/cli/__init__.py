@@ -411,6 +411,13 @@ def build_model(
     = "mixed",
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     n_eval: Annotated[int, typer.Option(help="Test clips per task for the report.")] = 100,
+    train_pitches: Annotated[Optional[str], typer.Option(help="Comma-separated base pitches (0-99) of the training "
+                                                              "voices, e.g. 20,30,40,50,60,70,80 (default 35,50,65).")]
+    = None,
+    speed_perturb: Annotated[float, typer.Option(help="Resample training speech by a factor in 1 ± this (0: off).")]
+    = 0.0,
+    speaker_aux: Annotated[float, typer.Option(help="Weight of a speaker-ID auxiliary loss (0: off).")] = 0.0,
+    pool_speech: Annotated[int, typer.Option(help="Single-utterance training clips synthesised up front.")] = 6000,
 ) -> None:
     """Regenerate the embedded tiny LALM (trains it here) and report its instructed metrics."""
     import json
@@ -424,9 +431,18 @@ def build_model(
         raise AhaError(f"unknown embedded model {name!r}; choose one of {', '.join(EMBEDDED_MODELS)}")
     if free_mix not in ("mixed", "asr"):
         raise AhaError("--free-mix must be mixed or asr")
+    try:
+        pitches = tuple(int(p) for p in train_pitches.split(",")) if train_pitches else None
+    except ValueError:
+        raise AhaError(f"--train-pitches must be comma-separated integers, got {train_pitches!r}") from None
+    if pitches and not all(0 <= p <= 99 for p in pitches):
+        raise AhaError(f"--train-pitches must lie in 0..99, got {train_pitches!r}")
+    if not 0 <= speed_perturb < 0.5 or speaker_aux < 0 or pool_speech <= 0:
+        raise AhaError("need 0 <= --speed-perturb < 0.5, --speaker-aux >= 0 and --pool-speech > 0")
     target = out or EMBEDDED_MODELS[name]
-    info = train_embedded(target, EmbeddedConfig(minutes=minutes, free_mix=free_mix, seed=seed),
-                          log=lambda s: typer.echo(s, err=True))
+    cfg = EmbeddedConfig(minutes=minutes, free_mix=free_mix, seed=seed, train_pitches=pitches,
+                         speed_perturb=speed_perturb, speaker_aux=speaker_aux, pool_speech=pool_speech)
+    info = train_embedded(target, cfg, log=lambda s: typer.echo(s, err=True))
     lalm = load_model(target)
     for task in ALL_TASKS:
         res = evaluate(lalm, task, "instruction", n=n_eval, seed=seed)

@@ -46,9 +46,13 @@ class Voice:
         return f"{self.name}@{self.pitch}"
 
 
-def voices(split: str = "train") -> list[Voice]:
+DEFAULT_PITCHES = (35, 50, 65)
+
+
+def voices(split: str = "train", pitches: tuple[int, ...] = DEFAULT_PITCHES) -> list[Voice]:
     """All speakers of a split: ``train`` (variants m1–m6, f1–f4) or ``test`` (held-out m7, f5).
-    Each variant comes with three base pitches, which keeps speakers apart within a gender."""
+    Each variant comes with three base pitches by default, which keeps speakers apart within a gender;
+    the embedded LALM trains on a wider ``pitches`` grid so that unseen voices fall inside its range."""
     if split not in ("train", "test"):
         raise AhaError(f"split must be train or test, got {split!r}")
     out = []
@@ -56,7 +60,7 @@ def voices(split: str = "train") -> list[Voice]:
         if (variant in TEST_VARIANTS) != (split == "test"):
             continue
         for base in BASE_VOICES:
-            for pitch in (35, 50, 65):
+            for pitch in pitches:
                 out.append(Voice(base, variant, pitch))
     return out
 

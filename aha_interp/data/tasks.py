@@ -140,11 +140,13 @@ def _scene(events: list[str], rng) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32)
 
 
-def make_examples(task: str, n: int, seed: int = 0, split: str = "train", noise: float = 0.003) -> list[Example]:
-    """``n`` examples of ``task``, a pure function of the arguments. ``split="test"`` uses held-out voices."""
+def make_examples(task: str, n: int, seed: int = 0, split: str = "train", noise: float = 0.003,
+                  pitches: tuple[int, ...] | None = None) -> list[Example]:
+    """``n`` examples of ``task``, a pure function of the arguments. ``split="test"`` uses held-out voices;
+    ``pitches`` widens the base-pitch grid of every voice variant (default: 35, 50, 65)."""
     _check(task)
     rng = np.random.default_rng([seed, ALL_TASKS.index(task), 0 if split == "train" else 1])
-    pool = voices(split)
+    pool = voices(split) if pitches is None else voices(split, tuple(pitches))
     males = [v for v in pool if v.gender == "male"]
     females = [v for v in pool if v.gender == "female"]
     plans = []  # (utterances to synthesise, assembler(waves) -> (audio, target, meta))
