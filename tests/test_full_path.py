@@ -171,3 +171,22 @@ def test_recipe_knobs_train_on_a_miniature_config(tmp_path):
     info = train_embedded(tmp_path / "m", cfg, log=lambda s: None)
     assert info["steps"] == 2 and info["config"]["train_pitches"] == (20, 80)
     assert np.isfinite(info["history"][0]["aux"]) and (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_recipe_comparison_script_writes_its_table(mini_model, tmp_path, monkeypatch, capsys):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    script = Path(__file__).parents[1] / "experiments" / "lalm_recipes.py"
+    monkeypatch.setattr(sys, "argv", [str(script), f"mini={mini_model}", "--n", "3", "--mask-tasks", "gr",
+                                      "--mask-steps", "2", "--threads", "1", "--out", str(tmp_path)])
+    runpy.run_path(str(script), run_name="__main__")
+    df = pd.read_csv(tmp_path / "lalm_recipes.csv")
+    assert set(df["condition"]) == {"instruction", "instruction (training voices)", "none", "random", "mask"}
+    assert len(df) == 10 + 1 + 3 and (df["n"] == 3).all() and df["recipe"].str.startswith("free-mix mixed").all()
+    monkeypatch.setattr(sys, "argv", [str(script), f"bad={tmp_path}"])
+    with pytest.raises(SystemExit, match="NAME=DIR"):
+        runpy.run_path(str(script), run_name="__main__")
