@@ -52,7 +52,7 @@ DEFAULT_PITCHES = (35, 50, 65)
 def voices(split: str = "train", pitches: tuple[int, ...] = DEFAULT_PITCHES) -> list[Voice]:
     """All speakers of a split: ``train`` (variants m1–m6, f1–f4) or ``test`` (held-out m7, f5).
     Each variant comes with three base pitches by default, which keeps speakers apart within a gender;
-    the embedded LALM trains on a wider ``pitches`` grid so that unseen voices fall inside its range."""
+    ``pitches`` replaces that grid (``aha-interp build-model --train-pitches``)."""
     if split not in ("train", "test"):
         raise AhaError(f"split must be train or test, got {split!r}")
     out = []
