@@ -12,8 +12,10 @@ The committed table compares (each build 42 min on 2 cores; about 400 s per mode
     aha-interp build-model tiny --out runs/tiny-lalm-asr --free-mix asr
     aha-interp build-model tiny --out runs/tiny-lalm-v2 --train-pitches 20,30,40,50,60,70,80 \
         --speed-perturb 0.08 --speaker-aux 0.3 --pool-speech 7000
+    aha-interp build-model tiny --out runs/tiny-lalm-asr-sp --free-mix asr --speed-perturb 0.08
     python experiments/lalm_recipes.py shipped=aha_interp/assets/tiny-lalm free-asr=runs/tiny-lalm-asr \
         augmented=runs/tiny-lalm-v2
+    python experiments/lalm_recipes.py free-asr+speed=runs/tiny-lalm-asr-sp --mask-tasks ""   # rows appended
 """
 
 from __future__ import annotations
