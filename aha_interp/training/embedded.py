@@ -11,7 +11,8 @@ the hard part (the shipped model transcribes training voices at WER 0.02 and the
 0.38, 200 clips each); three optional knobs widen the training voices — a wider pitch grid (``train_pitches``),
 speed perturbation by resampling (±``speed_perturb``, shifting pitch, formants and rate together, the
 classic vocal-tract-length augmentation) and a speaker-ID auxiliary loss (``speaker_aux``). All three
-are off by default: together, in 42 min, they made the model worse (see the README). The auxiliary
+are off by default: in 42 min, all three together and speed perturbation alone made the model worse
+(see the README). The auxiliary
 heads are discarded: the saved checkpoint is a plain HF directory.
 """
 
