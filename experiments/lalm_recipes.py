@@ -31,8 +31,8 @@ import torch
 
 
 def recipe(model_dir: Path) -> str:
-    cfg = json.loads((model_dir / "training.json").read_text())
-    c, info = cfg["config"], cfg
+    info = json.loads((model_dir / "training.json").read_text())
+    c = info["config"]
     parts = [f"free-mix {c['free_mix']}", f"{info['steps']} steps / {info['minutes']:.0f} min"]
     if c.get("pool_speech", 6000) != 6000:
         parts.append(f"{c['pool_speech']} speech clips")
@@ -87,7 +87,13 @@ def main() -> None:
     p.add_argument("--out", default="figures/tables")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    from aha_interp import AhaError
+    from aha_interp.data.tasks import ALL_TASKS
     from aha_interp.tables import write_tables
+
+    mask_tasks = tuple(t for t in args.mask_tasks.split(",") if t)
+    if args.n <= 0 or args.mask_steps <= 0 or not set(mask_tasks) <= set(ALL_TASKS):
+        raise SystemExit(f"error: need --n > 0, --mask-steps > 0 and --mask-tasks among {', '.join(ALL_TASKS)}")
 
     rows = []
     for spec in args.models:
@@ -95,8 +101,10 @@ def main() -> None:
         if not path or not (Path(path) / "training.json").exists():
             raise SystemExit(f"error: {spec!r} is not NAME=DIR with DIR/training.json (made by aha-interp build-model)")
         t0 = time.time()
-        rows += measure(name, Path(path), args.n, tuple(t for t in args.mask_tasks.split(",") if t),
-                        args.mask_steps)
+        try:
+            rows += measure(name, Path(path), args.n, mask_tasks, args.mask_steps)
+        except AhaError as e:
+            raise SystemExit(f"error: {name}: {e}") from None
         print(f"{name}: measured in {time.time() - t0:.0f} s", flush=True)
     df = pd.DataFrame(rows)
     write_tables(df, Path(args.out) / "lalm_recipes")

@@ -190,3 +190,6 @@ def test_recipe_comparison_script_writes_its_table(mini_model, tmp_path, monkeyp
     monkeypatch.setattr(sys, "argv", [str(script), f"bad={tmp_path}"])
     with pytest.raises(SystemExit, match="NAME=DIR"):
         runpy.run_path(str(script), run_name="__main__")
+    monkeypatch.setattr(sys, "argv", [str(script), f"mini={mini_model}", "--mask-tasks", "nope"])
+    with pytest.raises(SystemExit, match="mask-tasks among"):
+        runpy.run_path(str(script), run_name="__main__")
