@@ -15,7 +15,7 @@ The committed table compares (each build 42 min on 2 cores; about 400 s per mode
     aha-interp build-model tiny --out runs/tiny-lalm-asr-sp --free-mix asr --speed-perturb 0.08
     python experiments/lalm_recipes.py shipped=aha_interp/assets/tiny-lalm free-asr=runs/tiny-lalm-asr \
         augmented=runs/tiny-lalm-v2
-    python experiments/lalm_recipes.py free-asr+speed=runs/tiny-lalm-asr-sp --mask-tasks ""   # rows appended
+    python experiments/lalm_recipes.py free-asr+speed=runs/tiny-lalm-asr-sp --mask-tasks "" --append
 """
 
 from __future__ import annotations
@@ -42,12 +42,15 @@ def recipe(model_dir: Path) -> str:
         parts.append(f"speed ±{c['speed_perturb']:g}")
     if c.get("speaker_aux"):
         parts.append(f"speaker aux {c['speaker_aux']:g}")
+    if c.get("extra_voices"):
+        parts.append("extra voices")
     return ", ".join(parts)
 
 
 def measure(name: str, model_dir: Path, n: int, mask_tasks: tuple[str, ...], mask_steps: int = 500) -> list[dict]:
     from aha_interp.data.tasks import ALL_TASKS, make_examples
     from aha_interp.evaluation.evaluate import evaluate
+    from aha_interp.evaluation.metrics import score
     from aha_interp.models.lalm import load_model
     from aha_interp.training.mask import MaskTrainConfig, train_mask
 
@@ -60,7 +63,17 @@ def measure(name: str, model_dir: Path, n: int, mask_tasks: tuple[str, ...], mas
                          ci_high=round(res["ci_high"], 4), n=res["n"], **extra))
 
     for task in ALL_TASKS:
-        add(task, "instruction", evaluate(lalm, task, "instruction", n=n, seed=0))
+        if task != "asr":
+            add(task, "instruction", evaluate(lalm, task, "instruction", n=n, seed=0))
+            continue
+        # the same clips evaluate() draws (seed 0, test voices), kept to split the WER by held-out variant
+        clips = make_examples("asr", n, seed=0, split="test")
+        res = evaluate(lalm, "asr", "instruction", examples=clips, return_outputs=True)
+        add(task, "instruction", res)
+        for variant in sorted({e.meta["speaker"].split("+")[1].split("@")[0] for e in clips}):
+            idx = [i for i, e in enumerate(clips) if f"+{variant}@" in e.meta["speaker"]]
+            sub = score("asr", [res["outputs"][i]["target"] for i in idx], [res["outputs"][i]["output"] for i in idx])
+            add(task, f"instruction ({variant} voices)", sub)
     # the speaker-generalisation gap: the same instruction on training voices
     add("asr", "instruction (training voices)",
         evaluate(lalm, "asr", "instruction", examples=make_examples("asr", n, seed=0, split="train")))
@@ -85,6 +98,7 @@ def main() -> None:
     p.add_argument("--mask-steps", type=int, default=500)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="figures/tables")
+    p.add_argument("--append", action="store_true", help="keep the rows already in OUT/lalm_recipes.csv that this run does not re-measure")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     from aha_interp import AhaError
@@ -107,6 +121,12 @@ def main() -> None:
             raise SystemExit(f"error: {name}: {e}") from None
         print(f"{name}: measured in {time.time() - t0:.0f} s", flush=True)
     df = pd.DataFrame(rows)
+    old = Path(args.out) / "lalm_recipes.csv"
+    if args.append and old.exists():
+        prev = pd.read_csv(old)
+        key = ["model", "task", "condition"]  # a re-measured cell replaces its old row; the rest stay
+        fresh = prev.set_index(key).index.isin(df.set_index(key).index)
+        df = pd.concat([prev[~fresh], df], ignore_index=True)
     write_tables(df, Path(args.out) / "lalm_recipes")
     wide = df.pivot_table(index=["task", "condition"], columns="model", values="value", sort=False)
     print(wide.to_string())

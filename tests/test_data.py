@@ -25,6 +25,26 @@ def test_voices_split_and_genders():
     assert {v.variant for v in voices("test", (20, 80))} == {v.variant for v in test}
 
 
+def test_extra_voices_widen_training_only_and_keep_genders():
+    from aha_interp.data.speech import EXTRA_FEMALE_VARIANTS, EXTRA_MALE_VARIANTS, TEST_VARIANTS
+
+    train, extra = voices("train"), voices("train", extra=True)
+    assert set(train) < set(extra) and len(extra) == len(train) * 37 // 10
+    assert voices("test", extra=True) == voices("test")  # held-out speakers never change
+    assert not {v.variant for v in extra} & TEST_VARIANTS
+    genders = {v.variant: v.gender for v in extra}
+    assert all(genders[v] == "male" for v in EXTRA_MALE_VARIANTS)
+    assert all(genders[v] == "female" for v in EXTRA_FEMALE_VARIANTS)
+    assert [v.gender for v in train] == ["male" if v.variant.startswith("m") else "female" for v in train]
+    # each is a real espeak-ng variant: synthesis gives speech, not silence
+    wav = say("red cat", next(v for v in extra if v.variant == "Andrea"))
+    assert 0.3 < len(wav) / 16000 < 2 and np.abs(wav).max() > 0.1
+    ex = make_examples("gr", 40, seed=5, extra_voices=True)
+    assert any(e.meta["speaker"].split("+")[1].split("@")[0] in EXTRA_MALE_VARIANTS + EXTRA_FEMALE_VARIANTS
+               for e in make_examples("asr", 40, seed=5, extra_voices=True))
+    assert {e.target for e in ex} == {"male", "female"}
+
+
 def test_wider_training_pitches_change_the_voices_not_the_task():
     default, wide = make_examples("asr", 6, seed=3), make_examples("asr", 6, seed=3, pitches=(20, 80))
     assert all(int(e.meta["speaker"].rsplit("@", 1)[1]) in (20, 80) for e in wide)

@@ -167,9 +167,10 @@ def test_recipe_knobs_train_on_a_miniature_config(tmp_path):
 
     from .conftest import MINI
 
-    cfg = EmbeddedConfig(max_steps=2, minutes=5, train_pitches=(20, 80), speed_perturb=0.08, speaker_aux=0.3, **MINI)
+    cfg = EmbeddedConfig(max_steps=2, minutes=5, train_pitches=(20, 80), speed_perturb=0.08, speaker_aux=0.3,
+                         extra_voices=True, **MINI)
     info = train_embedded(tmp_path / "m", cfg, log=lambda s: None)
-    assert info["steps"] == 2 and info["config"]["train_pitches"] == (20, 80)
+    assert info["steps"] == 2 and info["config"]["train_pitches"] == (20, 80) and info["config"]["extra_voices"]
     assert np.isfinite(info["history"][0]["aux"]) and (tmp_path / "m" / "model.safetensors").exists()
 
 
@@ -185,8 +186,18 @@ def test_recipe_comparison_script_writes_its_table(mini_model, tmp_path, monkeyp
                                       "--mask-steps", "2", "--threads", "1", "--out", str(tmp_path)])
     runpy.run_path(str(script), run_name="__main__")
     df = pd.read_csv(tmp_path / "lalm_recipes.csv")
-    assert set(df["condition"]) == {"instruction", "instruction (training voices)", "none", "random", "mask"}
-    assert len(df) == 10 + 1 + 3 and (df["n"] == 3).all() and df["recipe"].str.startswith("free-mix mixed").all()
+    per_voice = df[df.condition.str.endswith(" voices)") & (df.condition != "instruction (training voices)")]
+    assert set(per_voice.condition) <= {"instruction (m7 voices)", "instruction (f5 voices)"}
+    assert per_voice.n.sum() == 3  # the held-out ASR clips, split by voice variant
+    rest = df.drop(per_voice.index)
+    assert set(rest["condition"]) == {"instruction", "instruction (training voices)", "none", "random", "mask"}
+    assert len(rest) == 10 + 1 + 3 and (rest["n"] == 3).all() and df["recipe"].str.startswith("free-mix mixed").all()
+    # --append re-measures the instructed rows and keeps the mask rows of the earlier run
+    monkeypatch.setattr(sys, "argv", [str(script), f"mini={mini_model}", "--n", "3", "--mask-tasks", "",
+                                      "--threads", "1", "--out", str(tmp_path), "--append"])
+    runpy.run_path(str(script), run_name="__main__")
+    again = pd.read_csv(tmp_path / "lalm_recipes.csv")
+    assert len(again) == len(df) and set(again.condition) == set(df.condition)
     monkeypatch.setattr(sys, "argv", [str(script), f"bad={tmp_path}"])
     with pytest.raises(SystemExit, match="NAME=DIR"):
         runpy.run_path(str(script), run_name="__main__")

@@ -418,6 +418,8 @@ def build_model(
     = 0.0,
     speaker_aux: Annotated[float, typer.Option(help="Weight of a speaker-ID auxiliary loss (0: off).")] = 0.0,
     pool_speech: Annotated[int, typer.Option(help="Single-utterance training clips synthesised up front.")] = 6000,
+    extra_voices: Annotated[bool, typer.Option(help="Also train on espeak-ng's 27 other gendered voice variants "
+                                                    "(the test voices m7/f5 stay held out).")] = False,
 ) -> None:
     """Regenerate the embedded tiny LALM (trains it here) and report its instructed metrics."""
     import json
@@ -441,7 +443,8 @@ def build_model(
         raise AhaError("need 0 <= --speed-perturb < 0.5, --speaker-aux >= 0 and --pool-speech > 0")
     target = out or EMBEDDED_MODELS[name]
     cfg = EmbeddedConfig(minutes=minutes, free_mix=free_mix, seed=seed, train_pitches=pitches,
-                         speed_perturb=speed_perturb, speaker_aux=speaker_aux, pool_speech=pool_speech)
+                         speed_perturb=speed_perturb, speaker_aux=speaker_aux, pool_speech=pool_speech,
+                         extra_voices=extra_voices)
     info = train_embedded(target, cfg, log=lambda s: typer.echo(s, err=True))
     lalm = load_model(target)
     for task in ALL_TASKS:

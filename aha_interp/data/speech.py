@@ -23,6 +23,14 @@ MALE_VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7"]
 FEMALE_VARIANTS = ["f1", "f2", "f3", "f4", "f5"]
 BASE_VOICES = ["en", "en-us", "en-gb-x-rp", "en-029"]
 TEST_VARIANTS = {"m7", "f5"}
+# More training speakers (``aha-interp build-model --extra-voices``): every other human-sounding variant
+# espeak-ng ships whose file declares a gender (robot, whisper, croak and demonic ones left out). The
+# held-out m7 and f5 are never among them, so the test voices stay unseen.
+EXTRA_MALE_VARIANTS = ["Andy", "AnxiousAndy", "Denis", "Diogo", "Henrique", "Hugo", "Lee", "Marco", "Storm",
+                       "antonio", "m8", "michel", "miguel", "sandro", "travis", "victor"]
+EXTRA_FEMALE_VARIANTS = ["Alicia", "Andrea", "Annie", "anika", "aunty", "belinda", "grandma", "linda", "steph",
+                         "steph2", "steph3"]
+_MALE = set(MALE_VARIANTS) | set(EXTRA_MALE_VARIANTS)
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,7 @@ class Voice:
 
     @property
     def gender(self) -> str:
-        return "male" if self.variant.startswith("m") else "female"
+        return "male" if self.variant in _MALE else "female"
 
     @property
     def name(self) -> str:
@@ -49,14 +57,19 @@ class Voice:
 DEFAULT_PITCHES = (35, 50, 65)
 
 
-def voices(split: str = "train", pitches: tuple[int, ...] = DEFAULT_PITCHES) -> list[Voice]:
+def voices(split: str = "train", pitches: tuple[int, ...] = DEFAULT_PITCHES, extra: bool = False) -> list[Voice]:
     """All speakers of a split: ``train`` (variants m1–m6, f1–f4) or ``test`` (held-out m7, f5).
     Each variant comes with three base pitches by default, which keeps speakers apart within a gender;
-    ``pitches`` replaces that grid (``aha-interp build-model --train-pitches``)."""
+    ``pitches`` replaces that grid (``aha-interp build-model --train-pitches``). ``extra`` adds the 27
+    :data:`EXTRA_MALE_VARIANTS` / :data:`EXTRA_FEMALE_VARIANTS` to the training split (the test split
+    never changes)."""
     if split not in ("train", "test"):
         raise AhaError(f"split must be train or test, got {split!r}")
+    variants = MALE_VARIANTS + FEMALE_VARIANTS
+    if extra and split == "train":
+        variants = variants + EXTRA_MALE_VARIANTS + EXTRA_FEMALE_VARIANTS
     out = []
-    for variant in MALE_VARIANTS + FEMALE_VARIANTS:
+    for variant in variants:
         if (variant in TEST_VARIANTS) != (split == "test"):
             continue
         for base in BASE_VOICES:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AhaError
-from .speech import SAMPLE_RATE, Utterance, Voice, pad_or_trim, say_many, voices
+from .speech import DEFAULT_PITCHES, SAMPLE_RATE, Utterance, Voice, pad_or_trim, say_many, voices
 
 CLIP_SECONDS = 3.0
 CLIP_SAMPLES = int(CLIP_SECONDS * SAMPLE_RATE)
@@ -141,12 +141,13 @@ def _scene(events: list[str], rng) -> np.ndarray:
 
 
 def make_examples(task: str, n: int, seed: int = 0, split: str = "train", noise: float = 0.003,
-                  pitches: tuple[int, ...] | None = None) -> list[Example]:
+                  pitches: tuple[int, ...] | None = None, extra_voices: bool = False) -> list[Example]:
     """``n`` examples of ``task``, a pure function of the arguments. ``split="test"`` uses held-out voices;
-    ``pitches`` widens the base-pitch grid of every voice variant (default: 35, 50, 65)."""
+    ``pitches`` widens the base-pitch grid of every voice variant (default: 35, 50, 65); ``extra_voices``
+    adds espeak-ng's other gendered variants to the training speakers (see :func:`voices`)."""
     _check(task)
     rng = np.random.default_rng([seed, ALL_TASKS.index(task), 0 if split == "train" else 1])
-    pool = voices(split) if pitches is None else voices(split, tuple(pitches))
+    pool = voices(split, tuple(pitches) if pitches is not None else DEFAULT_PITCHES, extra=extra_voices)
     males = [v for v in pool if v.gender == "male"]
     females = [v for v in pool if v.gender == "female"]
     plans = []  # (utterances to synthesise, assembler(waves) -> (audio, target, meta))

@@ -61,6 +61,7 @@ class EmbeddedConfig:
     train_pitches: tuple | None = None  # base pitches of the training voices (None: the default 35/50/65)
     speed_perturb: float = 0.0  # resample speech clips by a factor in 1 ± this (0: off)
     speaker_aux: float = 0.0  # weight of a speaker-ID auxiliary loss (0: off)
+    extra_voices: bool = False  # train on espeak-ng's 27 other gendered variants too (data.speech.voices)
     pool_speech: int = 6000
     pool_other: int = 1500
     threads: int = 2
@@ -116,8 +117,10 @@ class TrainingPool:
     def __init__(self, cfg: EmbeddedConfig, log=print):
         t0 = time.time()
         pitches = tuple(cfg.train_pitches) if cfg.train_pitches else None
-        self.speech = make_examples("asr", cfg.pool_speech, seed=cfg.seed + 101, pitches=pitches)
-        self.other = {t: make_examples(t, cfg.pool_other, seed=cfg.seed + 101, pitches=pitches)
+        self.speech = make_examples("asr", cfg.pool_speech, seed=cfg.seed + 101, pitches=pitches,
+                                    extra_voices=cfg.extra_voices)
+        self.other = {t: make_examples(t, cfg.pool_other, seed=cfg.seed + 101, pitches=pitches,
+                                       extra_voices=cfg.extra_voices)
                       for t in ("ser", "asv", "osr", "aac")}
         self.speakers = sorted({e.meta["speaker"] for e in self.speech})
         log(f"synthesised {cfg.pool_speech + 4 * cfg.pool_other} clips in {time.time() - t0:.0f} s")
