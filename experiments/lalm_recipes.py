@@ -7,15 +7,20 @@ from ``DIR/training.json``. Test clips are the held-out voices, seed 0, as in ``
 
     .venv/bin/python experiments/lalm_recipes.py NAME=DIR [NAME=DIR ...] [--n 200] [--out figures/tables]
 
-The committed table compares (each build 42 min on 2 cores; about 400 s per model here):
+The committed table compares (each build 42 min on 2 cores; about 400 s per model here). The first four
+were built before ``--extra-voices`` existed, so rebuilding them needs ``--no-extra-voices``:
 
-    aha-interp build-model tiny --out runs/tiny-lalm-asr --free-mix asr
-    aha-interp build-model tiny --out runs/tiny-lalm-v2 --train-pitches 20,30,40,50,60,70,80 \
+    aha-interp build-model tiny --out runs/tiny-lalm-mixed --no-extra-voices     # shipped until 2026-11-26
+    aha-interp build-model tiny --out runs/tiny-lalm-asr --free-mix asr --no-extra-voices
+    aha-interp build-model tiny --out runs/tiny-lalm-v2 --no-extra-voices --train-pitches 20,30,40,50,60,70,80 \
         --speed-perturb 0.08 --speaker-aux 0.3 --pool-speech 7000
-    aha-interp build-model tiny --out runs/tiny-lalm-asr-sp --free-mix asr --speed-perturb 0.08
-    python experiments/lalm_recipes.py shipped=aha_interp/assets/tiny-lalm free-asr=runs/tiny-lalm-asr \
+    aha-interp build-model tiny --out runs/tiny-lalm-asr-sp --free-mix asr --speed-perturb 0.08 --no-extra-voices
+    aha-interp build-model tiny --out runs/tiny-lalm-xv                          # the shipped recipe
+    python experiments/lalm_recipes.py mixed=runs/tiny-lalm-mixed free-asr=runs/tiny-lalm-asr \
         augmented=runs/tiny-lalm-v2
     python experiments/lalm_recipes.py free-asr+speed=runs/tiny-lalm-asr-sp --mask-tasks "" --append
+    python experiments/lalm_recipes.py mixed+extra-voices=aha_interp/assets/tiny-lalm --append
+    python experiments/lalm_recipes.py mixed=runs/tiny-lalm-mixed --mask-tasks "" --append  # per-voice ASR rows
 """
 
 from __future__ import annotations
