@@ -204,3 +204,13 @@ def test_recipe_comparison_script_writes_its_table(mini_model, tmp_path, monkeyp
     monkeypatch.setattr(sys, "argv", [str(script), f"mini={mini_model}", "--mask-tasks", "nope"])
     with pytest.raises(SystemExit, match="mask-tasks among"):
         runpy.run_path(str(script), run_name="__main__")
+
+
+def test_asv_probe_scores_speaker_pairs(mini_model):
+    import runpy
+    from pathlib import Path
+
+    probe = runpy.run_path(str(Path(__file__).parents[1] / "experiments" / "asv_probe.py"))["probe"]
+    res = probe(str(mini_model), n=12, seed=1)
+    assert res["pairs"] == 66 and 0 <= res["same_speaker_pairs"] <= 66
+    assert 0 <= res["auc_all"] <= 1 and 0 <= res["auc_same_gender"] <= 1
