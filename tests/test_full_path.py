@@ -206,11 +206,26 @@ def test_recipe_comparison_script_writes_its_table(mini_model, tmp_path, monkeyp
         runpy.run_path(str(script), run_name="__main__")
 
 
-def test_asv_probe_scores_speaker_pairs(mini_model):
+def test_asv_probe_scores_speaker_pairs(mini_model, monkeypatch, tmp_path):
     import runpy
+    import sys
     from pathlib import Path
 
-    probe = runpy.run_path(str(Path(__file__).parents[1] / "experiments" / "asv_probe.py"))["probe"]
-    res = probe(str(mini_model), n=12, seed=1)
-    assert res["pairs"] == 66 and 0 <= res["same_speaker_pairs"] <= 66
-    assert 0 <= res["auc_all"] <= 1 and 0 <= res["auc_same_gender"] <= 1
+    import torch
+
+    script = Path(__file__).parents[1] / "experiments" / "asv_probe.py"
+    ns = runpy.run_path(str(script))
+    spk = ["a", "a", "b", "b", "c", "c", "d", "d"]
+    gen = ["m", "m", "m", "m", "f", "f", "f", "f"]
+    ids = {s: k for k, s in enumerate(sorted(set(spk)))}
+    identity = torch.eye(4)[[ids[s] for s in spk]]  # one direction per speaker: perfect separation
+    assert ns["pair_auc"](identity, spk, gen) == {"pairs": 28, "same_speaker_pairs": 4, "auc_all": 1.0,
+                                                  "auc_same_gender": 1.0}
+    gender_only = torch.tensor([[1.0, 0.0] if g == "m" else [0.0, 1.0] for g in gen])
+    res = ns["pair_auc"](gender_only, spk, gen)  # knows gender, not identity: chance within a gender
+    assert res["auc_same_gender"] == 0.5 and res["auc_all"] > 0.7
+    res = ns["probe"](str(mini_model), n=12, seed=1)
+    assert res["pairs"] == 66 and res["split"] == "test"
+    monkeypatch.setattr(sys, "argv", [str(script), "--model", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit, match="^error: "):
+        runpy.run_path(str(script), run_name="__main__")
