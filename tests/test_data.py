@@ -65,6 +65,15 @@ def test_speed_perturbation_shifts_frequency_and_duration_together():
     assert len(speed_perturb(np.zeros(2 * CLIP_SAMPLES, np.float32), 0.9)) == CLIP_SAMPLES  # never past one clip
 
 
+def test_asv_clips_mark_where_the_second_speaker_starts():
+    for ex in make_examples("asv", 12, seed=4):
+        cut, audio = ex.meta["cut"], ex.audio
+        if ex.meta["truncated"] or cut + 400 > len(audio):
+            continue
+        gap = np.abs(audio[cut - 400:cut + 400]).max()  # inside the 0.1 s of silence between the utterances
+        assert gap < 0.05 < np.abs(audio[:cut]).max() and gap < np.abs(audio[cut:]).max()
+
+
 def test_synthesis_is_deterministic_whatever_came_before():
     v = voices()[5]
     a = say("seven red cats", v)

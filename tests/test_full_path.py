@@ -154,7 +154,8 @@ def test_train_on_a_manifest_with_gradient_checkpointing(mini_model, tmp_path, c
 
 
 @pytest.mark.parametrize("bad", [["--train-pitches", "20,x"], ["--train-pitches", "120"], ["--speed-perturb", "0.7"],
-                                 ["--speaker-aux", "-1"], ["--free-mix", "all"]])
+                                 ["--speaker-aux", "-1"], ["--free-mix", "all"], ["--asv-aux", "-0.5"],
+                                 ["--asv-weight", "0"]])
 def test_build_model_rejects_bad_recipes_before_training(bad, tmp_path, capsys):
     out = tmp_path / "model"
     assert main(["build-model", "tiny", "--out", str(out), *bad]) == 2
@@ -168,10 +169,38 @@ def test_recipe_knobs_train_on_a_miniature_config(tmp_path):
     from .conftest import MINI
 
     cfg = EmbeddedConfig(max_steps=2, minutes=5, train_pitches=(20, 80), speed_perturb=0.08, speaker_aux=0.3,
-                         extra_voices=False, **MINI)  # the fixture model covers the default, extra voices on
+                         asv_aux=1.0, extra_voices=False, **MINI)  # the fixture model covers the default, extra voices on
     info = train_embedded(tmp_path / "m", cfg, log=lambda s: None)
     assert info["steps"] == 2 and info["config"]["train_pitches"] == (20, 80) and not info["config"]["extra_voices"]
     assert np.isfinite(info["history"][0]["aux"]) and (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_asv_loss_reads_each_half_of_the_clip():
+    """Halves with the same embedding are 'same', orthogonal halves 'different': the loss must prefer the true
+    labels, which only happens if the cut is mapped to the right encoder frame."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from aha_interp.data.tasks import CLIP_SAMPLES
+    from aha_interp.training.embedded import AuxHeads, _asv_loss
+
+    heads = AuxHeads(4, 3, 0, asv=True)
+    with torch.no_grad():
+        heads.asv_embed.weight.zero_()
+        heads.asv_embed.weight[:4] = torch.eye(4)
+        heads.asv_embed.bias.zero_()
+        heads.asv_same.weight.zero_()
+    t, cut_frame = 20, 8
+    cut = int(cut_frame * CLIP_SAMPLES / t)
+    out = torch.zeros(2, t, 4)
+    out[:, :, 0] = 1  # clip 0: one speaker throughout
+    out[1, cut_frame:, 0], out[1, cut_frame:, 1] = 0, 1  # clip 1: another speaker after the cut
+    n_tok = torch.tensor([t, t])
+    clips = lambda same: [SimpleNamespace(meta={"same": s, "cut": cut}) for s in same]
+    right, wrong = _asv_loss(heads, out, n_tok, clips([True, False])), _asv_loss(heads, out, n_tok, clips([False, True]))
+    assert right < 0.5 * wrong
+    assert _asv_loss(heads, out, n_tok, [SimpleNamespace(meta={"words": "a"})] * 2) is None
 
 
 def test_recipe_comparison_script_writes_its_table(mini_model, tmp_path, monkeypatch, capsys):

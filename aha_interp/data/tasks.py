@@ -193,6 +193,7 @@ def make_examples(task: str, n: int, seed: int = 0, split: str = "train", noise:
             audio = parts[0]
         elif how == "concat":
             audio = np.concatenate([parts[0], np.zeros(int(0.1 * SAMPLE_RATE), np.float32), parts[1]])
+            meta = {**meta, "cut": len(parts[0]) + int(0.05 * SAMPLE_RATE)}  # mid-silence, before the lead-in shift
         elif how == "overlap":
             offset = int(rng.uniform(0.0, 0.4) * SAMPLE_RATE)
             length = max(len(parts[0]), len(parts[1]) + offset)
@@ -201,6 +202,8 @@ def make_examples(task: str, n: int, seed: int = 0, split: str = "train", noise:
             audio = _scene(how[1], rng)
         start = int(rng.integers(0, 1600))  # up to 0.1 s of leading silence
         audio = pad_or_trim(audio, min(len(audio) + start, CLIP_SAMPLES), start)
+        if "cut" in meta:  # sample where the second utterance's speaker takes over, in the final clip
+            meta = {**meta, "cut": min(meta["cut"] + start, len(audio))}
         audio = audio + rng.normal(scale=noise, size=audio.size).astype(np.float32)
         meta = {**meta, "truncated": len(audio) >= CLIP_SAMPLES}
         out.append(Example(task, np.clip(audio, -1, 1).astype(np.float32), target, meta))

@@ -62,6 +62,7 @@ class EmbeddedConfig:
     train_pitches: tuple | None = None  # base pitches of the training voices (None: the default 35/50/65)
     speed_perturb: float = 0.0  # resample speech clips by a factor in 1 ± this (0: off)
     speaker_aux: float = 0.0  # weight of a speaker-ID auxiliary loss (0: off)
+    asv_aux: float = 0.0  # weight of the same/different-speaker losses on ASV clips (0: off)
     extra_voices: bool = True  # train on espeak-ng's 27 other gendered variants too (data.speech.voices)
     pool_speech: int = 6000
     pool_other: int = 1500
@@ -102,7 +103,7 @@ class AuxHeads(nn.Module):
     """Training-only heads on the audio tower output: CTC over characters, gender, emotion, events (and
     speaker ID when ``speaker_aux`` > 0)."""
 
-    def __init__(self, d: int, n_chars: int, n_speakers: int):
+    def __init__(self, d: int, n_chars: int, n_speakers: int, asv: bool = False):
         super().__init__()
         self.ctc = nn.Linear(d, n_chars + 1)  # + blank
         self.gender = nn.Linear(d, 2)
@@ -110,6 +111,12 @@ class AuxHeads(nn.Module):
         self.events = nn.Linear(d, len(EVENTS))
         # created last and only when used, so that runs without it draw the same initial weights as before
         self.speaker = nn.Linear(d, n_speakers) if n_speakers else None
+        # ASV: a speaker embedding of each half (cosine, learned scale/offset) and a same/different
+        # logit from the whole clip's pooled output, so the tower both encodes identity per segment and
+        # states the comparison where the decoder reads gender from
+        self.asv_embed = nn.Linear(d, 64) if asv else None
+        self.asv_scale = nn.Parameter(torch.tensor([5.0, -2.0])) if asv else None
+        self.asv_same = nn.Linear(d, 1) if asv else None
 
 
 class TrainingPool:
@@ -146,8 +153,31 @@ def speed_perturb(audio: np.ndarray, factor: float) -> np.ndarray:
     return np.interp(pos, np.arange(len(audio)), audio).astype(np.float32)
 
 
+def _asv_loss(heads: AuxHeads, audio_out: torch.Tensor, n_tok: torch.Tensor, exs: list) -> torch.Tensor | None:
+    """Same/different-speaker BCE on ASV clips: cosine of the two halves' pooled embeddings, plus a
+    logit from the whole clip's pooled output. ``None`` when the batch has no ASV clip."""
+    from ..data.tasks import CLIP_SAMPLES
+
+    idx = [i for i, e in enumerate(exs) if "same" in e.meta and "cut" in e.meta]
+    if not idx:
+        return None
+    per_sample = audio_out.shape[1] / CLIP_SAMPLES  # encoder frames per audio sample
+    a, b, whole = [], [], []
+    for i in idx:
+        cut = max(1, min(int(exs[i].meta["cut"] * per_sample), int(n_tok[i]) - 1))
+        a.append(audio_out[i, :cut].mean(0))
+        b.append(audio_out[i, cut:int(n_tok[i])].mean(0))
+        whole.append(audio_out[i, :int(n_tok[i])].mean(0))
+    y = torch.tensor([float(exs[i].meta["same"]) for i in idx])
+    ea = F.normalize(heads.asv_embed(torch.stack(a)), dim=-1)
+    eb = F.normalize(heads.asv_embed(torch.stack(b)), dim=-1)
+    pair = heads.asv_scale[0] * (ea * eb).sum(-1) + heads.asv_scale[1]
+    clip = heads.asv_same(torch.stack(whole)).squeeze(-1)
+    return F.binary_cross_entropy_with_logits(pair, y) + F.binary_cross_entropy_with_logits(clip, y)
+
+
 def _aux_loss(heads: AuxHeads, audio_out: torch.Tensor, n_tok: torch.Tensor, exs: list,
-              speakers: dict, speaker_weight: float) -> torch.Tensor:
+              speakers: dict, speaker_weight: float, asv_weight: float = 0.0, parts: dict | None = None) -> torch.Tensor:
     losses = []
     t = audio_out.shape[1]
     valid = (torch.arange(t)[None] < n_tok[:, None]).float()
@@ -167,6 +197,12 @@ def _aux_loss(heads: AuxHeads, audio_out: torch.Tensor, n_tok: torch.Tensor, exs
     if s_idx and speaker_weight > 0 and heads.speaker is not None:
         y = torch.tensor([speakers[exs[i].meta["speaker"]] for i in s_idx])
         losses.append(speaker_weight * F.cross_entropy(heads.speaker(pooled[s_idx]), y))
+    if asv_weight > 0 and heads.asv_embed is not None:
+        asv = _asv_loss(heads, audio_out, n_tok, exs)
+        if asv is not None:
+            losses.append(asv_weight * asv)
+            if parts is not None:
+                parts["asv"] = float(asv.detach())
     e_idx = [i for i, e in enumerate(exs) if "emotion" in e.meta]
     if e_idx:
         y = torch.tensor([list(EMOTIONS).index(exs[i].meta["emotion"]) for i in e_idx])
@@ -192,7 +228,8 @@ def train_embedded(out_dir: str | Path, cfg: EmbeddedConfig, log=print) -> dict:
     model.train()
     batcher = FastBatcher(processor)
     pool = TrainingPool(cfg, log)
-    heads = AuxHeads(cfg.audio_d_model, len(CHARS), len(pool.speakers) if cfg.speaker_aux > 0 else 0)
+    heads = AuxHeads(cfg.audio_d_model, len(CHARS), len(pool.speakers) if cfg.speaker_aux > 0 else 0,
+                     asv=cfg.asv_aux > 0)
     speakers = {s: i for i, s in enumerate(pool.speakers)}
     aug_rng = np.random.default_rng([cfg.seed, 7])  # its own stream: augmentation never shifts the task draws
     captured = {}
@@ -210,6 +247,7 @@ def train_embedded(out_dir: str | Path, cfg: EmbeddedConfig, log=print) -> dict:
     est_steps = cfg.max_steps
     t0 = time.time()
     step, history = 0, []
+    parts, asv_ema = {}, None
     while step < cfg.max_steps and (time.time() - t0) < 60 * cfg.minutes:
         exs, instrs, tgts = [], [], []
         for _ in range(cfg.batch_size):
@@ -233,7 +271,10 @@ def train_embedded(out_dir: str | Path, cfg: EmbeddedConfig, log=print) -> dict:
         labels = batch.pop("labels")
         logits = model(**batch).logits[:, :-1]
         lm = F.cross_entropy(logits.transpose(1, 2), labels[:, 1:], ignore_index=IGNORE)
-        aux = _aux_loss(heads, captured["audio"], n_tok, exs, speakers, cfg.speaker_aux)
+        aux = _aux_loss(heads, captured["audio"], n_tok, exs, speakers, cfg.speaker_aux, cfg.asv_aux, parts)
+        if "asv" in parts:  # running mean: few ASV clips per batch make one step's value noisy
+            v = parts.pop("asv")
+            asv_ema = v if asv_ema is None else 0.98 * asv_ema + 0.02 * v
         loss = lm + cfg.aux_weight * aux
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -243,6 +284,8 @@ def train_embedded(out_dir: str | Path, cfg: EmbeddedConfig, log=print) -> dict:
         if step % 50 == 0 or step == 1:
             rec = dict(step=step, minutes=round((time.time() - t0) / 60, 2), lm=round(lm.item(), 4),
                        aux=round(float(aux.detach()), 4), lr=round(lr, 6))
+            if asv_ema is not None:
+                rec["asv_aux"] = round(asv_ema, 4)
             history.append(rec)
             log(json.dumps(rec))
     model.eval()
