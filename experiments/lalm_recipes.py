@@ -7,7 +7,7 @@ from ``DIR/training.json``. Test clips are the held-out voices, seed 0, as in ``
 
     .venv/bin/python experiments/lalm_recipes.py NAME=DIR [NAME=DIR ...] [--n 200] [--out figures/tables]
 
-The committed table compares (each build 42 min on 2 cores; about 400 s per model here). The first four
+The committed table compares (each build 42 min on 2 cores; about 400 s per model here, 200 s without masks). The first four
 were built before ``--extra-voices`` existed, so rebuilding them needs ``--no-extra-voices``:
 
     aha-interp build-model tiny --out runs/tiny-lalm-mixed --no-extra-voices     # shipped until 2026-11-26
@@ -21,6 +21,10 @@ were built before ``--extra-voices`` existed, so rebuilding them needs ``--no-ex
     python experiments/lalm_recipes.py free-asr+speed=runs/tiny-lalm-asr-sp --mask-tasks "" --append
     python experiments/lalm_recipes.py mixed+extra-voices=aha_interp/assets/tiny-lalm --append
     python experiments/lalm_recipes.py mixed=runs/tiny-lalm-mixed --mask-tasks "" --append  # per-voice ASR rows
+    aha-interp build-model tiny --out runs/tiny-lalm-asv --asv-aux 1 --asv-weight 2 --speaker-aux 0.3
+    aha-interp build-model tiny --out runs/tiny-lalm-asv2 --asv-aux 1 --asv-weight 2
+    python experiments/lalm_recipes.py xv+asv-aux+speaker-aux=runs/tiny-lalm-asv xv+asv-aux=runs/tiny-lalm-asv2 \
+        --mask-tasks "" --append
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ def recipe(model_dir: Path) -> str:
         parts.append(f"speed ±{c['speed_perturb']:g}")
     if c.get("speaker_aux"):
         parts.append(f"speaker aux {c['speaker_aux']:g}")
+    if c.get("asv_aux"):
+        parts.append(f"asv aux {c['asv_aux']:g}")
+    if c.get("task_weights", {}).get("asv", 1.0) != 1.0:
+        parts.append(f"asv weight {c['task_weights']['asv']:g}")
     if c.get("extra_voices"):
         parts.append("extra voices")
     return ", ".join(parts)

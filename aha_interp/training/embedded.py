@@ -13,8 +13,11 @@ WER 0.02 and the held-out m7/f5 at 0.38; training on espeak-ng's 27 other gender
 Three optional knobs widen the voices in other ways — a wider pitch grid (``train_pitches``), speed
 perturbation by resampling (±``speed_perturb``, the classic vocal-tract-length augmentation) and a
 speaker-ID auxiliary loss (``speaker_aux``); they are off by default: in 42 min, all three together and
-speed perturbation alone made the model worse (see the README). The auxiliary
-heads are discarded: the saved checkpoint is a plain HF directory.
+speed perturbation alone made the model worse (see the README). Speaker verification needs identity,
+which none of the above teaches the tower: ``asv_aux`` adds same/different-speaker losses on ASV clips
+(cosine of the two halves' embeddings, and a same/different logit from the whole clip), and
+``task_weights["asv"]`` draws ASV clips more often. The auxiliary heads are discarded: the saved
+checkpoint is a plain HF directory.
 """
 
 from __future__ import annotations
