@@ -74,6 +74,23 @@ def test_asv_clips_mark_where_the_second_speaker_starts():
         assert gap < 0.05 < np.abs(audio[:cut]).max() and gap < np.abs(audio[cut:]).max()
 
 
+def test_asv_accuracy_splits_by_pair_type():
+    import runpy
+    from pathlib import Path
+
+    by_pair = runpy.run_path(str(Path(__file__).parents[1] / "experiments" / "asv_by_pair.py"))["by_pair"]
+    ex = make_examples("asv", 40, seed=2, split="test")
+    kinds = {(e.meta["same"], e.meta["genders"][0] == e.meta["genders"][1]) for e in ex}
+    assert (True, True) in kinds and (False, False) in kinds and (True, False) not in kinds
+    # a gender-only rule: "no" exactly when the genders differ
+    rule = [{"target": e.target, "output": "Yes." if e.meta["genders"][0] == e.meta["genders"][1] else "no"}
+            for e in ex]
+    res = by_pair(ex, rule)
+    assert res["same speaker"][0] == 1.0 and res["different genders"][0] == 1.0
+    assert res["different, same gender"] in ((0.0, res["different, same gender"][1]), (None, 0))
+    assert sum(n for _, n in res.values()) == 40
+
+
 def test_synthesis_is_deterministic_whatever_came_before():
     v = voices()[5]
     a = say("seven red cats", v)
