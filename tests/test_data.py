@@ -74,6 +74,16 @@ def test_asv_clips_mark_where_the_second_speaker_starts():
         assert gap < 0.05 < np.abs(audio[:cut]).max() and gap < np.abs(audio[cut:]).max()
 
 
+def test_asv_hard_negatives_keep_different_pairs_within_a_gender():
+    hard = make_examples("asv", 40, seed=6, hard_negatives=1.0)
+    diff = [e for e in hard if not e.meta["same"]]
+    assert diff and all(e.meta["genders"][0] == e.meta["genders"][1] for e in diff)
+    mixed = [e for e in make_examples("asv", 40, seed=6) if not e.meta["same"]]
+    assert any(e.meta["genders"][0] != e.meta["genders"][1] for e in mixed)  # the default draws from everyone
+    with pytest.raises(ValueError, match="hard_negatives"):
+        make_examples("asv", 2, hard_negatives=1.5)
+
+
 def test_asv_accuracy_splits_by_pair_type():
     import runpy
     from pathlib import Path

@@ -155,7 +155,7 @@ def test_train_on_a_manifest_with_gradient_checkpointing(mini_model, tmp_path, c
 
 @pytest.mark.parametrize("bad", [["--train-pitches", "20,x"], ["--train-pitches", "120"], ["--speed-perturb", "0.7"],
                                  ["--speaker-aux", "-1"], ["--free-mix", "all"], ["--asv-aux", "-0.5"],
-                                 ["--asv-weight", "0"]])
+                                 ["--asv-weight", "0"], ["--asv-hard-negatives", "2"]])
 def test_build_model_rejects_bad_recipes_before_training(bad, tmp_path, capsys):
     out = tmp_path / "model"
     assert main(["build-model", "tiny", "--out", str(out), *bad]) == 2
@@ -169,7 +169,7 @@ def test_recipe_knobs_train_on_a_miniature_config(tmp_path):
     from .conftest import MINI
 
     cfg = EmbeddedConfig(max_steps=2, minutes=5, train_pitches=(20, 80), speed_perturb=0.08, speaker_aux=0.3,
-                         asv_aux=1.0, extra_voices=False, **MINI)  # the fixture model covers the default, extra voices on
+                         asv_aux=1.0, asv_hard_negatives=0.5, extra_voices=False, **MINI)  # the fixture model covers the default, extra voices on
     info = train_embedded(tmp_path / "m", cfg, log=lambda s: None)
     assert info["steps"] == 2 and info["config"]["train_pitches"] == (20, 80) and not info["config"]["extra_voices"]
     assert np.isfinite(info["history"][0]["aux"]) and (tmp_path / "m" / "model.safetensors").exists()

@@ -141,10 +141,15 @@ def _scene(events: list[str], rng) -> np.ndarray:
 
 
 def make_examples(task: str, n: int, seed: int = 0, split: str = "train", noise: float = 0.003,
-                  pitches: tuple[int, ...] | None = None, extra_voices: bool = False) -> list[Example]:
+                  pitches: tuple[int, ...] | None = None, extra_voices: bool = False,
+                  hard_negatives: float = 0.0) -> list[Example]:
     """``n`` examples of ``task``, a pure function of the arguments. ``split="test"`` uses held-out voices;
     ``pitches`` widens the base-pitch grid of every voice variant (default: 35, 50, 65); ``extra_voices``
-    adds espeak-ng's other gendered variants to the training speakers (see :func:`voices`)."""
+    adds espeak-ng's other gendered variants to the training speakers (see :func:`voices`);
+    ``hard_negatives`` is the share of ASV "different" pairs whose second speaker has the first one's gender
+    (0: drawn from everyone, so about half differ in gender and gender alone answers them)."""
+    if not 0 <= hard_negatives <= 1:
+        raise ValueError(f"hard_negatives must lie in [0, 1], got {hard_negatives}")
     _check(task)
     rng = np.random.default_rng([seed, ALL_TASKS.index(task), 0 if split == "train" else 1])
     pool = voices(split, tuple(pitches) if pitches is not None else DEFAULT_PITCHES, extra=extra_voices)
@@ -168,8 +173,11 @@ def make_examples(task: str, n: int, seed: int = 0, split: str = "train", noise:
         elif task == "asv":
             same = bool(rng.integers(2))
             other = voice
+            # the extra draw only when asked, so the default keeps the clips of earlier releases
+            cands = ((males if voice.gender == "male" else females)
+                     if not same and hard_negatives > 0 and rng.random() < hard_negatives else pool)
             while not same and other == voice:
-                other = pool[rng.integers(len(pool))]
+                other = cands[rng.integers(len(cands))]
             utts = [_utt(_words(rng, 1, 2), voice, _neutral(rng)), _utt(_words(rng, 1, 2), other, _neutral(rng))]
             plans.append((utts, "concat", "yes" if same else "no",
                           {"same": same, "genders": (voice.gender, other.gender)}))

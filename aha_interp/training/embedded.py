@@ -66,6 +66,7 @@ class EmbeddedConfig:
     speed_perturb: float = 0.0  # resample speech clips by a factor in 1 ± this (0: off)
     speaker_aux: float = 0.0  # weight of a speaker-ID auxiliary loss (0: off)
     asv_aux: float = 0.0  # weight of the same/different-speaker losses on ASV clips (0: off)
+    asv_hard_negatives: float = 0.0  # share of training ASV "different" pairs within one gender (0: any)
     extra_voices: bool = True  # train on espeak-ng's 27 other gendered variants too (data.speech.voices)
     pool_speech: int = 6000
     pool_other: int = 1500
@@ -131,7 +132,8 @@ class TrainingPool:
         self.speech = make_examples("asr", cfg.pool_speech, seed=cfg.seed + 101, pitches=pitches,
                                     extra_voices=cfg.extra_voices)
         self.other = {t: make_examples(t, cfg.pool_other, seed=cfg.seed + 101, pitches=pitches,
-                                       extra_voices=cfg.extra_voices)
+                                       extra_voices=cfg.extra_voices,
+                                       hard_negatives=cfg.asv_hard_negatives if t == "asv" else 0.0)
                       for t in ("ser", "asv", "osr", "aac")}
         self.speakers = sorted({e.meta["speaker"] for e in self.speech})
         log(f"synthesised {cfg.pool_speech + 4 * cfg.pool_other} clips in {time.time() - t0:.0f} s")
