@@ -31,6 +31,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
+    if args.n < 1:
+        raise SystemExit("error: --n must be at least 1")
     torch.set_num_threads(args.threads)
     from aha_interp import AhaError
     from aha_interp.data.tasks import make_examples

@@ -7,7 +7,7 @@ from ``DIR/training.json``. Test clips are the held-out voices, seed 0, as in ``
 
     .venv/bin/python experiments/lalm_recipes.py NAME=DIR [NAME=DIR ...] [--n 200] [--out figures/tables]
 
-The committed table compares (each build 42 min on 2 cores; about 400 s per model here, 200 s without masks). The first four
+The committed table compares (each build 42 min on 2 cores; about 400 s per model here). The first four
 were built before ``--extra-voices`` existed, so rebuilding them needs ``--no-extra-voices``:
 
     aha-interp build-model tiny --out runs/tiny-lalm-mixed --no-extra-voices     # shipped until 2026-11-26
