@@ -53,6 +53,8 @@ def recipe(model_dir: Path) -> str:
         parts.append(f"speaker aux {c['speaker_aux']:g}")
     if c.get("asv_aux"):
         parts.append(f"asv aux {c['asv_aux']:g}")
+    if c.get("voice_aux"):
+        parts.append(f"voice aux {c['voice_aux']:g}")
     if c.get("asv_hard_negatives"):
         parts.append(f"asv hard negatives {c['asv_hard_negatives']:g}")
     if c.get("task_weights", {}).get("asv", 1.0) != 1.0:

@@ -78,6 +78,8 @@ def test_asv_hard_negatives_keep_different_pairs_within_a_gender():
     hard = make_examples("asv", 40, seed=6, hard_negatives=1.0)
     diff = [e for e in hard if not e.meta["same"]]
     assert diff and all(e.meta["genders"][0] == e.meta["genders"][1] for e in diff)
+    # each half's speaker id is recorded, equal exactly for "same" pairs (the voice-attribute loss reads it)
+    assert all((e.meta["speakers"][0] == e.meta["speakers"][1]) == e.meta["same"] for e in hard)
     mixed = [e for e in make_examples("asv", 40, seed=6) if not e.meta["same"]]
     assert any(e.meta["genders"][0] != e.meta["genders"][1] for e in mixed)  # the default draws from everyone
     with pytest.raises(ValueError, match="hard_negatives"):

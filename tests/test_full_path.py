@@ -155,7 +155,7 @@ def test_train_on_a_manifest_with_gradient_checkpointing(mini_model, tmp_path, c
 
 @pytest.mark.parametrize("bad", [["--train-pitches", "20,x"], ["--train-pitches", "120"], ["--speed-perturb", "0.7"],
                                  ["--speaker-aux", "-1"], ["--free-mix", "all"], ["--asv-aux", "-0.5"],
-                                 ["--asv-weight", "0"], ["--asv-hard-negatives", "2"]])
+                                 ["--asv-weight", "0"], ["--asv-hard-negatives", "2"], ["--voice-aux", "-1"]])
 def test_build_model_rejects_bad_recipes_before_training(bad, tmp_path, capsys):
     out = tmp_path / "model"
     assert main(["build-model", "tiny", "--out", str(out), *bad]) == 2
@@ -169,7 +169,7 @@ def test_recipe_knobs_train_on_a_miniature_config(tmp_path):
     from .conftest import MINI
 
     cfg = EmbeddedConfig(max_steps=2, minutes=5, train_pitches=(20, 80), speed_perturb=0.08, speaker_aux=0.3,
-                         asv_aux=1.0, asv_hard_negatives=0.5, extra_voices=False, **MINI)  # the fixture model covers the default, extra voices on
+                         asv_aux=1.0, asv_hard_negatives=0.5, voice_aux=0.5, extra_voices=False, **MINI)  # the fixture model covers the default, extra voices on
     info = train_embedded(tmp_path / "m", cfg, log=lambda s: None)
     assert info["steps"] == 2 and info["config"]["train_pitches"] == (20, 80) and not info["config"]["extra_voices"]
     assert np.isfinite(info["history"][0]["aux"]) and (tmp_path / "m" / "model.safetensors").exists()
@@ -201,6 +201,38 @@ def test_asv_loss_reads_each_half_of_the_clip():
     right, wrong = _asv_loss(heads, out, n_tok, clips([True, False])), _asv_loss(heads, out, n_tok, clips([False, True]))
     assert right < 0.5 * wrong
     assert _asv_loss(heads, out, n_tok, [SimpleNamespace(meta={"words": "a"})] * 2) is None
+
+
+def test_voice_loss_labels_each_half_of_an_asv_clip():
+    """Accent/pitch labels come from the speaker id, and an ASV clip contributes one example per half: a
+    head that reads accent from feature 0/1 must prefer the true order of the two speakers."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from aha_interp.data.tasks import CLIP_SAMPLES
+    from aha_interp.training.embedded import AuxHeads, _voice_loss, voice_attributes
+
+    pitches = (35, 50, 65)
+    assert voice_attributes("en-gb-x-rp+AnxiousAndy@65", pitches) == (2, 2)
+    assert voice_attributes("en+f1@35", pitches) == (0, 0)
+    with pytest.raises(ValueError):
+        voice_attributes("en+f1@40", pitches)
+    heads = AuxHeads(4, 3, 0, n_pitches=3)
+    with torch.no_grad():
+        for lin in (heads.accent, heads.pitch):
+            lin.weight.zero_(), lin.bias.zero_()
+        heads.accent.weight[0, 0] = heads.accent.weight[1, 1] = 20  # feature 0 → accent en, 1 → en-us
+    t, cut_frame = 20, 8
+    out = torch.zeros(1, t, 4)
+    out[0, :cut_frame, 0], out[0, cut_frame:, 1] = 1, 1
+    n_tok = torch.tensor([t])
+    clip = lambda spk: [SimpleNamespace(meta={"same": False, "cut": int(cut_frame * CLIP_SAMPLES / t), "speakers": spk})]
+    pooled = out.mean(1)
+    right = _voice_loss(heads, pooled, out, n_tok, clip(("en+m1@50", "en-us+m2@50")), pitches)
+    wrong = _voice_loss(heads, pooled, out, n_tok, clip(("en-us+m2@50", "en+m1@50")), pitches)
+    assert right < 0.5 * wrong
+    assert _voice_loss(heads, pooled, out, n_tok, [SimpleNamespace(meta={"emotion": "happy"})], pitches) is None
 
 
 def test_recipe_comparison_script_writes_its_table(mini_model, tmp_path, monkeypatch, capsys):

@@ -422,6 +422,9 @@ def build_model(
     asv_weight: Annotated[float, typer.Option(help="Sampling weight of the asv task (the others have 1).")] = 1.0,
     asv_hard_negatives: Annotated[float, typer.Option(help="Share of training ASV 'different' pairs drawn within "
                                                            "one gender (0: from everyone).")] = 0.0,
+    voice_aux: Annotated[float, typer.Option(help="Weight of accent and base-pitch classifiers on each speaker "
+                                                  "segment, the attributes that tell test speakers of one voice "
+                                                  "variant apart (0: off).")] = 0.0,
     pool_speech: Annotated[int, typer.Option(help="Single-utterance training clips synthesised up front.")] = 6000,
     extra_voices: Annotated[bool, typer.Option(help="Also train on espeak-ng's 27 other gendered voice variants "
                                                     "(the test voices m7/f5 stay held out; the shipped recipe).")]
@@ -446,13 +449,14 @@ def build_model(
     if pitches and not all(0 <= p <= 99 for p in pitches):
         raise AhaError(f"--train-pitches must lie in 0..99, got {train_pitches!r}")
     if (not 0 <= speed_perturb < 0.5 or speaker_aux < 0 or asv_aux < 0 or asv_weight <= 0 or pool_speech <= 0
-            or not 0 <= asv_hard_negatives <= 1):
-        raise AhaError("need 0 <= --speed-perturb < 0.5, --speaker-aux >= 0, --asv-aux >= 0, --asv-weight > 0, "
-                       "0 <= --asv-hard-negatives <= 1 and --pool-speech > 0")
+            or not 0 <= asv_hard_negatives <= 1 or voice_aux < 0):
+        raise AhaError("need 0 <= --speed-perturb < 0.5, --speaker-aux >= 0, --asv-aux >= 0, --voice-aux >= 0, "
+                       "--asv-weight > 0, 0 <= --asv-hard-negatives <= 1 and --pool-speech > 0")
     target = out or EMBEDDED_MODELS[name]
     cfg = EmbeddedConfig(minutes=minutes, free_mix=free_mix, seed=seed, train_pitches=pitches,
                          speed_perturb=speed_perturb, speaker_aux=speaker_aux, pool_speech=pool_speech,
                          extra_voices=extra_voices, asv_aux=asv_aux, asv_hard_negatives=asv_hard_negatives,
+                         voice_aux=voice_aux,
                          task_weights={t: (asv_weight if t == "asv" else 1.0) for t in ALL_TASKS})
     info = train_embedded(target, cfg, log=lambda s: typer.echo(s, err=True))
     lalm = load_model(target)

@@ -180,7 +180,8 @@ def make_examples(task: str, n: int, seed: int = 0, split: str = "train", noise:
                 other = cands[rng.integers(len(cands))]
             utts = [_utt(_words(rng, 1, 2), voice, _neutral(rng)), _utt(_words(rng, 1, 2), other, _neutral(rng))]
             plans.append((utts, "concat", "yes" if same else "no",
-                          {"same": same, "genders": (voice.gender, other.gender)}))
+                          {"same": same, "genders": (voice.gender, other.gender),
+                           "speakers": (voice.speaker_id, other.speaker_id)}))
         elif task == "osr":
             m, f = males[rng.integers(len(males))], females[rng.integers(len(females))]
             wm, wf = _words(rng, 1, 2), _words(rng, 1, 2)

@@ -35,6 +35,7 @@ from torch import nn
 
 from ..models.batching import IGNORE, FastBatcher
 from ..data.prompts import training_prompts
+from ..data.speech import BASE_VOICES, DEFAULT_PITCHES
 from ..data.tasks import ALL_TASKS, EMOTIONS, EVENTS, SPEECH_TASKS, make_examples, target_for
 
 
@@ -67,6 +68,7 @@ class EmbeddedConfig:
     speaker_aux: float = 0.0  # weight of a speaker-ID auxiliary loss (0: off)
     asv_aux: float = 0.0  # weight of the same/different-speaker losses on ASV clips (0: off)
     asv_hard_negatives: float = 0.0  # share of training ASV "different" pairs within one gender (0: any)
+    voice_aux: float = 0.0  # weight of accent + base-pitch classifiers per speaker segment (0: off)
     extra_voices: bool = True  # train on espeak-ng's 27 other gendered variants too (data.speech.voices)
     pool_speech: int = 6000
     pool_other: int = 1500
@@ -107,7 +109,7 @@ class AuxHeads(nn.Module):
     """Training-only heads on the audio tower output: CTC over characters, gender, emotion, events (and
     speaker ID when ``speaker_aux`` > 0)."""
 
-    def __init__(self, d: int, n_chars: int, n_speakers: int, asv: bool = False):
+    def __init__(self, d: int, n_chars: int, n_speakers: int, asv: bool = False, n_pitches: int = 0):
         super().__init__()
         self.ctc = nn.Linear(d, n_chars + 1)  # + blank
         self.gender = nn.Linear(d, 2)
@@ -121,6 +123,10 @@ class AuxHeads(nn.Module):
         self.asv_embed = nn.Linear(d, 64) if asv else None
         self.asv_scale = nn.Parameter(torch.tensor([5.0, -2.0])) if asv else None
         self.asv_same = nn.Linear(d, 1) if asv else None
+        # voice attributes the held-out speakers share with the training ones (accent, base pitch), unlike
+        # speaker ID: within one test variant, speakers differ only in these
+        self.accent = nn.Linear(d, len(BASE_VOICES)) if n_pitches else None
+        self.pitch = nn.Linear(d, n_pitches) if n_pitches else None
 
 
 class TrainingPool:
@@ -158,21 +164,22 @@ def speed_perturb(audio: np.ndarray, factor: float) -> np.ndarray:
     return np.interp(pos, np.arange(len(audio)), audio).astype(np.float32)
 
 
+def _halves(audio_out: torch.Tensor, n_tok: torch.Tensor, i: int, cut_sample: int) -> tuple:
+    """Mean tower output of clip ``i`` before and after ``cut_sample``, and over the whole clip."""
+    from ..data.tasks import CLIP_SAMPLES
+
+    n = int(n_tok[i])
+    cut = max(1, min(int(cut_sample * audio_out.shape[1] / CLIP_SAMPLES), n - 1))  # encoder frame of the cut
+    return audio_out[i, :cut].mean(0), audio_out[i, cut:n].mean(0), audio_out[i, :n].mean(0)
+
+
 def _asv_loss(heads: AuxHeads, audio_out: torch.Tensor, n_tok: torch.Tensor, exs: list) -> torch.Tensor | None:
     """Same/different-speaker BCE on ASV clips: cosine of the two halves' pooled embeddings, plus a
     logit from the whole clip's pooled output. ``None`` when the batch has no ASV clip."""
-    from ..data.tasks import CLIP_SAMPLES
-
     idx = [i for i, e in enumerate(exs) if "same" in e.meta and "cut" in e.meta]
     if not idx:
         return None
-    per_sample = audio_out.shape[1] / CLIP_SAMPLES  # encoder frames per audio sample
-    a, b, whole = [], [], []
-    for i in idx:
-        cut = max(1, min(int(exs[i].meta["cut"] * per_sample), int(n_tok[i]) - 1))
-        a.append(audio_out[i, :cut].mean(0))
-        b.append(audio_out[i, cut:int(n_tok[i])].mean(0))
-        whole.append(audio_out[i, :int(n_tok[i])].mean(0))
+    a, b, whole = zip(*(_halves(audio_out, n_tok, i, exs[i].meta["cut"]) for i in idx))
     y = torch.tensor([float(exs[i].meta["same"]) for i in idx])
     ea = F.normalize(heads.asv_embed(torch.stack(a)), dim=-1)
     eb = F.normalize(heads.asv_embed(torch.stack(b)), dim=-1)
@@ -181,8 +188,35 @@ def _asv_loss(heads: AuxHeads, audio_out: torch.Tensor, n_tok: torch.Tensor, exs
     return F.binary_cross_entropy_with_logits(pair, y) + F.binary_cross_entropy_with_logits(clip, y)
 
 
+def voice_attributes(speaker_id: str, pitches: tuple) -> tuple[int, int]:
+    """``(accent index in BASE_VOICES, base-pitch index in pitches)`` of a ``"base+variant@pitch"`` id."""
+    name, pitch = speaker_id.rsplit("@", 1)
+    return BASE_VOICES.index(name.split("+")[0]), pitches.index(int(pitch))
+
+
+def _voice_loss(heads: AuxHeads, pooled: torch.Tensor, audio_out: torch.Tensor, n_tok: torch.Tensor, exs: list,
+                pitches: tuple) -> torch.Tensor | None:
+    """Accent and base-pitch cross-entropy on every single-speaker clip (pooled) and on each half of every
+    ASV clip, so the tower encodes per segment what tells two speakers of one variant apart."""
+    feats, ids = [], []
+    for i, e in enumerate(exs):
+        if "speaker" in e.meta:
+            feats.append(pooled[i])
+            ids.append(e.meta["speaker"])
+        elif "speakers" in e.meta and "cut" in e.meta:
+            a, b, _ = _halves(audio_out, n_tok, i, e.meta["cut"])
+            feats += [a, b]
+            ids += list(e.meta["speakers"])
+    if not feats:
+        return None
+    accent, pitch = zip(*(voice_attributes(s, pitches) for s in ids))
+    x = torch.stack(feats)
+    return F.cross_entropy(heads.accent(x), torch.tensor(accent)) + F.cross_entropy(heads.pitch(x), torch.tensor(pitch))
+
+
 def _aux_loss(heads: AuxHeads, audio_out: torch.Tensor, n_tok: torch.Tensor, exs: list,
-              speakers: dict, speaker_weight: float, asv_weight: float = 0.0, parts: dict | None = None) -> torch.Tensor:
+              speakers: dict, speaker_weight: float, asv_weight: float = 0.0, parts: dict | None = None,
+              voice_weight: float = 0.0, pitches: tuple = DEFAULT_PITCHES) -> torch.Tensor:
     losses = []
     t = audio_out.shape[1]
     valid = (torch.arange(t)[None] < n_tok[:, None]).float()
@@ -208,6 +242,10 @@ def _aux_loss(heads: AuxHeads, audio_out: torch.Tensor, n_tok: torch.Tensor, exs
             losses.append(asv_weight * asv)
             if parts is not None:
                 parts["asv"] = float(asv.detach())
+    if voice_weight > 0 and heads.accent is not None:
+        voice = _voice_loss(heads, pooled, audio_out, n_tok, exs, pitches)
+        if voice is not None:
+            losses.append(voice_weight * voice)
     e_idx = [i for i, e in enumerate(exs) if "emotion" in e.meta]
     if e_idx:
         y = torch.tensor([list(EMOTIONS).index(exs[i].meta["emotion"]) for i in e_idx])
@@ -233,8 +271,9 @@ def train_embedded(out_dir: str | Path, cfg: EmbeddedConfig, log=print) -> dict:
     model.train()
     batcher = FastBatcher(processor)
     pool = TrainingPool(cfg, log)
+    pitches = tuple(cfg.train_pitches) if cfg.train_pitches else DEFAULT_PITCHES
     heads = AuxHeads(cfg.audio_d_model, len(CHARS), len(pool.speakers) if cfg.speaker_aux > 0 else 0,
-                     asv=cfg.asv_aux > 0)
+                     asv=cfg.asv_aux > 0, n_pitches=len(pitches) if cfg.voice_aux > 0 else 0)
     speakers = {s: i for i, s in enumerate(pool.speakers)}
     aug_rng = np.random.default_rng([cfg.seed, 7])  # its own stream: augmentation never shifts the task draws
     captured = {}
@@ -276,7 +315,8 @@ def train_embedded(out_dir: str | Path, cfg: EmbeddedConfig, log=print) -> dict:
         labels = batch.pop("labels")
         logits = model(**batch).logits[:, :-1]
         lm = F.cross_entropy(logits.transpose(1, 2), labels[:, 1:], ignore_index=IGNORE)
-        aux = _aux_loss(heads, captured["audio"], n_tok, exs, speakers, cfg.speaker_aux, cfg.asv_aux, parts)
+        aux = _aux_loss(heads, captured["audio"], n_tok, exs, speakers, cfg.speaker_aux, cfg.asv_aux, parts,
+                        cfg.voice_aux, pitches)
         if "asv" in parts:  # running mean: few ASV clips per batch make one step's value noisy
             v = parts.pop("asv")
             asv_ema = v if asv_ema is None else 0.98 * asv_ema + 0.02 * v
