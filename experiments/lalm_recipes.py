@@ -8,23 +8,27 @@ from ``DIR/training.json``. Test clips are the held-out voices, seed 0, as in ``
     .venv/bin/python experiments/lalm_recipes.py NAME=DIR [NAME=DIR ...] [--n 200] [--out figures/tables]
 
 The committed table compares (each build 42 min on 2 cores; about 400 s per model here). The first four
-were built before ``--extra-voices`` existed, so rebuilding them needs ``--no-extra-voices``:
+were built before ``--extra-voices`` existed, and all but the last were built before the ASV objective
+became the default, so rebuilding them needs ``--no-extra-voices`` and/or ``$NO_ASV`` =
+``--asv-aux 0 --asv-weight 1 --speaker-aux 0``:
 
-    aha-interp build-model tiny --out runs/tiny-lalm-mixed --no-extra-voices     # shipped until 2026-11-26
-    aha-interp build-model tiny --out runs/tiny-lalm-asr --free-mix asr --no-extra-voices
-    aha-interp build-model tiny --out runs/tiny-lalm-v2 --no-extra-voices --train-pitches 20,30,40,50,60,70,80 \
+    aha-interp build-model tiny --out runs/tiny-lalm-mixed --no-extra-voices $NO_ASV   # shipped until 2026-11-26
+    aha-interp build-model tiny --out runs/tiny-lalm-asr --free-mix asr --no-extra-voices $NO_ASV
+    aha-interp build-model tiny --out runs/tiny-lalm-v2 --no-extra-voices $NO_ASV --train-pitches 20,30,40,50,60,70,80 \
         --speed-perturb 0.08 --speaker-aux 0.3 --pool-speech 7000
-    aha-interp build-model tiny --out runs/tiny-lalm-asr-sp --free-mix asr --speed-perturb 0.08 --no-extra-voices
-    aha-interp build-model tiny --out runs/tiny-lalm-xv                          # the shipped recipe
+    aha-interp build-model tiny --out runs/tiny-lalm-asr-sp --free-mix asr --speed-perturb 0.08 --no-extra-voices $NO_ASV
+    aha-interp build-model tiny --out runs/tiny-lalm-xv $NO_ASV                        # shipped before the ASV objective
     python experiments/lalm_recipes.py mixed=runs/tiny-lalm-mixed free-asr=runs/tiny-lalm-asr \
         augmented=runs/tiny-lalm-v2
     python experiments/lalm_recipes.py free-asr+speed=runs/tiny-lalm-asr-sp --mask-tasks "" --append
-    python experiments/lalm_recipes.py mixed+extra-voices=aha_interp/assets/tiny-lalm --append
+    python experiments/lalm_recipes.py mixed+extra-voices=runs/tiny-lalm-xv --append
     python experiments/lalm_recipes.py mixed=runs/tiny-lalm-mixed --mask-tasks "" --append  # per-voice ASR rows
     aha-interp build-model tiny --out runs/tiny-lalm-asv --asv-aux 1 --asv-weight 2 --speaker-aux 0.3
-    aha-interp build-model tiny --out runs/tiny-lalm-asv2 --asv-aux 1 --asv-weight 2
+    aha-interp build-model tiny --out runs/tiny-lalm-asv2 --asv-aux 1 --asv-weight 2 --speaker-aux 0
     python experiments/lalm_recipes.py xv+asv-aux+speaker-aux=runs/tiny-lalm-asv xv+asv-aux=runs/tiny-lalm-asv2 \
         --mask-tasks "" --append
+    aha-interp build-model tiny                                                        # the shipped recipe
+    python experiments/lalm_recipes.py shipped-asv-aux-0.3=aha_interp/assets/tiny-lalm --append
 """
 
 from __future__ import annotations

@@ -416,10 +416,10 @@ def build_model(
     = None,
     speed_perturb: Annotated[float, typer.Option(help="Resample training speech by a factor in 1 ± this (0: off).")]
     = 0.0,
-    speaker_aux: Annotated[float, typer.Option(help="Weight of a speaker-ID auxiliary loss (0: off).")] = 0.0,
+    speaker_aux: Annotated[float, typer.Option(help="Weight of a speaker-ID auxiliary loss (0: off).")] = 0.3,
     asv_aux: Annotated[float, typer.Option(help="Weight of the same/different-speaker losses on the audio tower "
-                                                "for ASV clips (0: off).")] = 0.0,
-    asv_weight: Annotated[float, typer.Option(help="Sampling weight of the asv task (the others have 1).")] = 1.0,
+                                                "for ASV clips (0: off).")] = 0.3,
+    asv_weight: Annotated[float, typer.Option(help="Sampling weight of the asv task (the others have 1).")] = 1.5,
     asv_hard_negatives: Annotated[float, typer.Option(help="Share of training ASV 'different' pairs drawn within "
                                                            "one gender (0: from everyone).")] = 0.0,
     voice_aux: Annotated[float, typer.Option(help="Weight of accent and base-pitch classifiers on each speaker "

@@ -10,14 +10,16 @@ gender / emotion / sound-event classifiers) make the model listen within minutes
 the hard part: with the ten original variants (m1–m6, f1–f4) the model transcribed training voices at
 WER 0.02 and the held-out m7/f5 at 0.38; training on espeak-ng's 27 other gendered variants as well
 (``extra_voices``, on by default since it measured 0.09 in the same 42 min) closes most of that gap.
-Three optional knobs widen the voices in other ways — a wider pitch grid (``train_pitches``), speed
-perturbation by resampling (±``speed_perturb``, the classic vocal-tract-length augmentation) and a
-speaker-ID auxiliary loss (``speaker_aux``); they are off by default: in 42 min, all three together and
-speed perturbation alone made the model worse (see the README). Speaker verification needs identity,
-which none of the above teaches the tower: ``asv_aux`` adds same/different-speaker losses on ASV clips
-(cosine of the two halves' embeddings, and a same/different logit from the whole clip), and
-``task_weights["asv"]`` draws ASV clips more often. The auxiliary heads are discarded: the saved
-checkpoint is a plain HF directory.
+Two optional knobs widen the voices in other ways — a wider pitch grid (``train_pitches``) and speed
+perturbation by resampling (±``speed_perturb``, the classic vocal-tract-length augmentation); they are off
+by default: in 42 min, each made the model worse (see the README). Speaker verification needs a
+comparison of the two halves of a clip, which no instruction-following loss taught the tower in 42 min:
+``asv_aux`` adds same/different-speaker losses on ASV clips (cosine of the two halves' embeddings, and a
+same/different logit from the whole clip), ``task_weights["asv"]`` draws ASV clips more often and
+``speaker_aux`` adds a speaker-ID loss. The shipped recipe uses all three lightly (0.3, 1.5, 0.3): at
+weight 1 / 2 the ASV objective cost ASR accuracy. ``voice_aux`` (off) adds accent and base-pitch
+classifiers per speaker segment. The auxiliary heads are discarded: the saved checkpoint is a plain HF
+directory.
 """
 
 from __future__ import annotations
@@ -65,15 +67,16 @@ class EmbeddedConfig:
     free_mix: str = "mixed"  # "asr" or "mixed"
     train_pitches: tuple | None = None  # base pitches of the training voices (None: the default 35/50/65)
     speed_perturb: float = 0.0  # resample speech clips by a factor in 1 ± this (0: off)
-    speaker_aux: float = 0.0  # weight of a speaker-ID auxiliary loss (0: off)
-    asv_aux: float = 0.0  # weight of the same/different-speaker losses on ASV clips (0: off)
+    speaker_aux: float = 0.3  # weight of a speaker-ID auxiliary loss (0: off)
+    asv_aux: float = 0.3  # weight of the same/different-speaker losses on ASV clips (0: off)
     asv_hard_negatives: float = 0.0  # share of training ASV "different" pairs within one gender (0: any)
     voice_aux: float = 0.0  # weight of accent + base-pitch classifiers per speaker segment (0: off)
     extra_voices: bool = True  # train on espeak-ng's 27 other gendered variants too (data.speech.voices)
     pool_speech: int = 6000
     pool_other: int = 1500
     threads: int = 2
-    task_weights: dict = field(default_factory=lambda: {t: 1.0 for t in ALL_TASKS})
+    # ASV clips drawn 1.5 times as often as the others' (the shipped recipe)
+    task_weights: dict = field(default_factory=lambda: {t: 1.5 if t == "asv" else 1.0 for t in ALL_TASKS})
 
 
 def build_model(cfg: EmbeddedConfig):
