@@ -110,7 +110,7 @@ def build_model(cfg: EmbeddedConfig):
 
 class AuxHeads(nn.Module):
     """Training-only heads on the audio tower output: CTC over characters, gender, emotion, events (and
-    speaker ID when ``speaker_aux`` > 0)."""
+    speaker ID when ``speaker_aux`` > 0, ASV heads when ``asv``, accent / base pitch when ``n_pitches``)."""
 
     def __init__(self, d: int, n_chars: int, n_speakers: int, asv: bool = False, n_pitches: int = 0):
         super().__init__()
