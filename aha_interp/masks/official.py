@@ -1,9 +1,10 @@
 """The masks released by the AHAMask authors for SALMONN-13B.
 
-They are not shipped with aha-interp (MIT-licensed, but data, not code). Get them from the official
-repository ``X-LANCE/SALMONN-AHAMask`` (``legacy_checkpoints/<task>/checkpoint.pth``, renamed here to
-``<task>.pth``) and point ``AHA_OFFICIAL_MASKS`` at the folder, or keep them in
-``../shared/official-masks/salmonn-13b`` beside a checkout.
+They are not shipped with aha-interp (MIT-licensed, but data, not code). ``aha-interp fetch-masks``
+(:func:`aha_interp.masks.fetch.fetch_salmonn_masks`) downloads them from the official repository
+``X-LANCE/SALMONN-AHAMask`` at a pinned commit (``legacy_checkpoints/<task>/checkpoint.pth``, saved as
+``<task>.pth``, checksummed) into ``masks/salmonn-13b``; point ``AHA_OFFICIAL_MASKS`` at that folder,
+or pass it as ``path``.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ ENV_VAR = "AHA_OFFICIAL_MASKS"
 
 
 def official_masks_dir(path: str | os.PathLike | None = None) -> Path:
-    """The folder holding the released SALMONN masks: ``path``, ``$AHA_OFFICIAL_MASKS``, or
-    ``../shared/official-masks/salmonn-13b`` relative to the working directory or the package checkout."""
+    """The folder holding the released SALMONN masks: ``path``, else ``$AHA_OFFICIAL_MASKS``, else the
+    shared data folder beside a development checkout. ``aha-interp fetch-masks`` downloads them."""
     candidates = [Path(path)] if path is not None else []
     if path is None:
         if os.environ.get(ENV_VAR):
@@ -45,10 +46,15 @@ def official_masks_dir(path: str | os.PathLike | None = None) -> Path:
     for c in candidates:
         if (c / "asr_librispeech.pth").is_file():
             return c
-    where = ", ".join(str(c) for c in candidates)
+    if path is not None:
+        where = f"no asr_librispeech.pth in {path}"
+    elif os.environ.get(ENV_VAR):
+        where = f"no asr_librispeech.pth in {ENV_VAR}={os.environ[ENV_VAR]}"
+    else:
+        where = f"{ENV_VAR} is not set"
     raise AhaError(
-        f"released SALMONN masks not found (looked in {where}); download legacy_checkpoints/ from "
-        f"github.com/X-LANCE/SALMONN-AHAMask, save each as <task>.pth and set {ENV_VAR} to that folder"
+        f"released SALMONN masks not found ({where}); run `aha-interp fetch-masks` to download "
+        f"them into masks/salmonn-13b, then set {ENV_VAR} to that folder (or pass it as the path)"
     )
 
 
