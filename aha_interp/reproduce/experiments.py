@@ -1,0 +1,401 @@
+"""The paper's experiments on the tiny LALM, one object each, in :data:`REGISTRY`.
+
+An experiment lists the evaluations it needs (``jobs(plan)``), the committed masks it reads (``masks(plan)``),
+and writes its tables and figures from the rows of its jobs, one row per job in order
+(``outputs(rows, out)``). Experiments may share jobs; the engine evaluates each once.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..data.prompts import VARIATION_TYPES
+from ..data.tasks import ALL_TASKS, COMPOSITE_TASKS
+from ..errors import AhaError
+from ..masks import HeadMask
+from .engine import EvalJob
+from .masks import Combined, RandomLike, RandomTopK, TopK, Trained, loader
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many clips each experiment evaluates, and which sweeps it runs."""
+
+    n_table: int = 200
+    n_prompt: int = 20  # clips per held-out prompt (Fig. 2); the same clips for every prompt of a task
+    prompts_per_type: int = 5
+    prompt_tasks: tuple = ALL_TASKS
+    topk_tasks: tuple = ("asr", "osr", "aac", "s2tt")  # the paper's four non-classification tasks
+    topk_fractions: tuple = tuple(i / 10 for i in range(11))
+    topk_random_seeds: tuple = (1, 2, 3)
+    n_topk: int = 50
+    n_lambda: int = 200
+    n_seeds: int = 100
+    n_algebra: int = 100
+    seed: int = 0
+    name: str = "full"
+
+
+FULL = Plan()
+FAST = Plan(n_table=24, n_prompt=4, prompts_per_type=2, prompt_tasks=("asr", "gr", "ser", "s2tt"),
+            topk_tasks=("asr", "s2tt"), topk_fractions=(0.0, 0.25, 0.5, 0.75, 1.0), topk_random_seeds=(1,),
+            n_topk=12, n_lambda=24, n_seeds=16, n_algebra=16, name="fast")
+
+
+class Outputs:
+    """Where experiments write their tables (``DIR/tables/``) and figures (``DIR/embedded/``), and the committed
+    masks they read; ``written`` collects the paths."""
+
+    def __init__(self, out: Path, mask_dir: Path, *, fast: bool = False, salmonn_masks: str | None = None,
+                 log=print):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        self.out, self.fast, self.salmonn_masks, self.log = Path(out), fast, salmonn_masks, log
+        self.mask = loader(mask_dir)  # a committed mask as trained (logits), each file read once
+        self.written: list[Path] = []
+
+    def table(self, df: pd.DataFrame, name: str, formats=("csv", "md"), **kw) -> None:
+        from ..tables import write_tables
+
+        self.written += write_tables(df, self.out / "tables" / name, formats=formats, **kw)
+
+    def figure(self, fig, name: str) -> None:
+        import matplotlib.pyplot as plt
+
+        from ..plots import save_figure
+
+        if self.fast:
+            fig.text(0.005, 0.995, "fast mode: few clips per point", ha="left", va="top", fontsize=7, color="red")
+        self.written += save_figure(fig, self.out / "embedded" / name, formats=("png", "pdf"))
+        plt.close(fig)
+
+    def singles(self) -> dict[str, HeadMask]:
+        """The seed-0, λ-0 mask of every task, named by its task."""
+        return {t: self.mask(Trained(t)).with_meta(task=t) for t in ALL_TASKS}
+
+
+class Experiment:
+    """The evaluations an experiment needs, and the tables and figures it makes of their rows."""
+
+    name = ""
+
+    def jobs(self, plan: Plan) -> list[EvalJob]:
+        return []
+
+    def masks(self, plan: Plan) -> list[Trained]:
+        """The committed masks it reads: those its jobs use."""
+        return [m for j in self.jobs(plan) for m in j.committed]
+
+    def outputs(self, rows: pd.DataFrame, out: Outputs) -> None:
+        raise NotImplementedError
+
+
+def _job(plan: Plan, task: str, condition: str, mask=None, *, n: int, **kw) -> EvalJob:
+    # every job draws its clips from the same pool per (task, seed): the table's n_table clips
+    return EvalJob(task, condition, mask, n=n, seed=plan.seed, pool=plan.n_table, **kw)
+
+
+CONDITIONS = ("instruction", "none", "random", "mask")
+
+
+def table_job(plan: Plan, task: str, condition: str) -> EvalJob:
+    """A row of the single-task table: ``task`` under one of :data:`CONDITIONS`."""
+    mask = {"mask": Trained(task), "random": RandomLike(Trained(task), plan.seed)}.get(condition)
+    return _job(plan, task, condition, mask, n=plan.n_table)
+
+
+def _higher_is_better(task: str) -> bool:
+    from ..evaluation import metrics
+
+    # METRICS is being re-keyed by metric name, with metric_for(task) to look a task's metric up
+    spec = metrics.metric_for(task) if hasattr(metrics, "metric_for") else metrics.METRICS[task]
+    return spec.higher_is_better
+
+
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per task: the four conditions, and whether AHAMask beats the no-instruction and random-mask
+    scores by more than their intervals (the intervals do not overlap), and reaches the paper's goal."""
+    rows = []
+    for task, g in df.groupby("task", sort=False):
+        r = g.set_index("condition")
+        higher = _higher_is_better(task)
+        m = r.loc["mask"]
+
+        def beats(other):
+            o = r.loc[other]
+            return bool(m.ci_low > o.ci_high) if higher else bool(m.ci_high < o.ci_low)
+
+        inst = r.loc["instruction", "value"]
+        goal = m.value >= 0.9 * inst if higher else m.value <= 1.1 * inst + 0.02
+        rows.append({"task": task, "metric": m.metric, "instruction": inst, "none": r.loc["none", "value"],
+                     "random": r.loc["random", "value"], "mask": m.value, "n_active": m.n_active, "n": m.n,
+                     "mask_beats_none": beats("none"), "mask_beats_random": beats("random"),
+                     "mask_reaches_goal": bool(goal)})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------- experiments
+class SingleTask(Experiment):
+    """Table 2 analogue: every task under the four conditions, and a summary of what AHAMask beats."""
+
+    name = "table"
+    columns = ["task", "condition", "metric", "value", "ci_low", "ci_high", "n", "n_active", "wer_compliant",
+               "accuracy_compliant"]
+
+    def jobs(self, plan):
+        return [table_job(plan, t, c) for t in ALL_TASKS for c in CONDITIONS]
+
+    def outputs(self, rows, out):
+        out.table(rows[self.columns].round(4), "single_task")
+        out.table(summary(rows).round(4), "single_task_summary")
+
+
+class CompositeTasks(Experiment):
+    """The composite tasks' instruction-following rate and sub-metrics, instruction vs AHAMask (table rows)."""
+
+    name = "composite"
+    columns = {"task": "task", "condition": "condition", "value": "ifr", "ci_low": "ifr_ci_low",
+               "ci_high": "ifr_ci_high", "wer_compliant": "wer", "accuracy_compliant": "gender_accuracy", "n": "n"}
+
+    def jobs(self, plan):
+        return [table_job(plan, t, c) for t in COMPOSITE_TASKS for c in ("instruction", "mask")]
+
+    def outputs(self, rows, out):
+        out.table(rows[list(self.columns)].rename(columns=self.columns).round(4), "composite")
+
+
+class PromptSensitivity(Experiment):
+    """Fig. 2: each task's score under every held-out prompt, against AHAMask and no instruction."""
+
+    name = "prompts"
+
+    def jobs(self, plan):
+        reference = [table_job(plan, t, c) for t in plan.prompt_tasks for c in ("mask", "none")]
+        return reference + [_job(plan, t, "instruction", prompt_type=v, prompt_index=i, n=plan.n_prompt)
+                            for t in plan.prompt_tasks for v in VARIATION_TYPES for i in range(plan.prompts_per_type)]
+
+    def outputs(self, rows, out):
+        from .. import plots
+
+        held_out = rows["prompt_index"] >= 0  # the reference rows cycle over the prompts (-1)
+        pr, reference = rows[held_out].reset_index(drop=True), rows[~held_out]
+        out.table(pr[["task", "prompt_type", "prompt_index", "prompt", "metric", "value", "n"]].round(4),
+                  "prompt_sensitivity")
+        spread = pr.groupby(["task", "prompt_type"])["value"].agg(["min", "mean", "max"]).reset_index()
+        out.table(spread.round(4), "prompt_sensitivity_summary")
+        out.figure(plots.plot_prompt_sensitivity(pr, reference), "fig2_prompt_sensitivity")
+
+
+class Jaccard(Experiment):
+    """Fig. 3: overlap of the single-task masks, raw and chance-corrected."""
+
+    name = "jaccard"
+
+    def masks(self, plan):
+        return [Trained(t) for t in ALL_TASKS]
+
+    def outputs(self, rows, out):
+        from .. import analysis as an
+        from .. import plots
+
+        singles = out.singles()
+        out.table(an.jaccard_matrix(singles).round(4), "jaccard_tiny", index=True)
+        out.table(an.corrected_jaccard_matrix(singles).round(4), "jaccard_tiny_corrected", index=True)
+        out.table(an.overlap_table(singles).round(6), "overlap_pairs_tiny")
+        out.figure(plots.plot_jaccard_pair(singles, suptitle="AHAMask overlap on the tiny LALM (128 heads)"),
+                   "fig3_jaccard")
+
+
+class TopKSweep(Experiment):
+    """Fig. 4: score vs heads switched on in order of their logit, against random masks of the same sizes."""
+
+    name = "topk"
+
+    def jobs(self, plan):
+        return [j for t in plan.topk_tasks for j in self.task_jobs(plan, t)]
+
+    @staticmethod
+    def task_jobs(plan: Plan, task: str) -> list[EvalJob]:
+        mask, job = Trained(task), functools.partial(_job, plan, task, n=plan.n_topk)
+        jobs = [job("mask", TopK(mask, f)) for f in plan.topk_fractions]
+        jobs += [job("random", RandomTopK(mask, f, r))
+                 for f in plan.topk_fractions if 0 < f < 1 for r in plan.topk_random_seeds]
+        return jobs + [job("mask", mask), job("instruction")]
+
+    @staticmethod
+    def kind(task: str, condition: str, mask: str) -> str:
+        if condition in ("instruction", "random"):
+            return condition
+        return "threshold" if mask == str(Trained(task)) else "topk"
+
+    def outputs(self, rows, out):
+        from .. import plots
+
+        size = rows["n_heads"].dropna().iloc[0]
+        tk = rows.assign(kind=[self.kind(*r) for r in zip(rows["task"], rows["condition"], rows["mask"])],
+                         percent=100.0 * rows["n_active"].fillna(size) / size)
+        out.table(tk[["task", "kind", "mask", "percent", "n_active", "metric", "value", "ci_low", "ci_high", "n"]]
+                  .round(4), "topk")
+        out.figure(plots.plot_topk_performance(tk), "fig4_topk")
+
+
+class LambdaSweep(Experiment):
+    """Fig. 5: the GR mask trained with each sparsity weight λ: score and heads kept."""
+
+    name = "lambda"
+    task = "gr"
+    lams = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+
+    def jobs(self, plan):
+        job = functools.partial(_job, plan, self.task, n=plan.n_lambda)
+        return [job("mask", Trained(self.task, lam=l)) for l in self.lams] + [job(c) for c in ("instruction", "none")]
+
+    def outputs(self, rows, out):
+        from .. import plots
+
+        lam_of = {str(Trained(self.task, lam=l)): l for l in self.lams}
+        masked = rows[rows["condition"] == "mask"].assign(lam=lambda d: d["mask"].map(lam_of))
+        out.table(masked[["lam", "mask", "n_active", "n_heads", "metric", "value", "ci_low", "ci_high", "n"]]
+                  .round(4), "lambda")
+        base = rows[rows["condition"] != "mask"].set_index("condition")["value"]
+        baselines = {"instruction": base.get("instruction"), "no instruction": base.get("none")}
+        out.figure(plots.plot_lambda_ablation(masked, baselines=baselines,
+                                              title=f"λ ablation ({self.task}): accuracy and heads kept"),
+                   "fig5_lambda")
+
+
+class SeedMasks(Experiment):
+    """Masks trained with three seeds: each one's score, their intersection's, and how much they overlap."""
+
+    name = "seeds"
+    seeds = (0, 1, 2)
+
+    def of(self, task: str) -> list[Trained]:
+        return [Trained(task, seed=k) for k in self.seeds]
+
+    def jobs(self, plan):
+        jobs = []
+        for t in ALL_TASKS:
+            job = functools.partial(_job, plan, t, n=plan.n_seeds)
+            jobs += [job("mask", m) for m in self.of(t)] + [job("mask", Combined("and", self.of(t))), job("none")]
+        return jobs
+
+    def label(self, task: str, condition: str, mask: str) -> str:
+        if condition == "none":
+            return "none"
+        labels = {str(m): f"s{m.seed}" for m in self.of(task)}
+        labels[str(Combined("and", self.of(task)))] = "∩"
+        return labels[mask]
+
+    def overlap(self, task: str, out: Outputs) -> dict:
+        """The seed masks' mean pairwise Jaccard (and its chance level), and the size of their intersection."""
+        from .. import analysis as an
+
+        ms = [out.mask(m) for m in self.of(task)]
+        pairs = [(a, b) for i, a in enumerate(ms) for b in ms[i + 1:]]
+        inter = functools.reduce(operator.and_, ms)
+        return {"task": task, "active_per_seed": " / ".join(str(m.n_active) for m in ms),
+                "jaccard": float(np.mean([an.jaccard(a, b) for a, b in pairs])),
+                "jaccard_chance": float(np.mean([an.expected_jaccard(a.n_active, b.n_active, a.size)
+                                                 for a, b in pairs])),
+                "intersection_active": inter.n_active, "n_heads": inter.size}
+
+    def outputs(self, rows, out):
+        from .. import plots
+
+        sd = rows.assign(mask_label=[self.label(*r) for r in zip(rows["task"], rows["condition"], rows["mask"])])
+        out.table(sd[["task", "mask_label", "mask", "n_active", "metric", "value", "ci_low", "ci_high", "n"]]
+                  .round(4), "seeds")
+        ov = pd.DataFrame([self.overlap(t, out) for t in ALL_TASKS])
+        out.table(ov.round(4), "seed_overlap")
+        out.figure(plots.plot_seed_masks(sd, ov), "seeds")
+
+
+class MaskAlgebra(Experiment):
+    """The composite tasks under unions, intersections and differences of the ASR and GR masks."""
+
+    name = "algebra"
+
+    @staticmethod
+    def operands() -> dict:
+        """The masks tried on every composite task, with their labels."""
+        asr, gr = Trained("asr"), Trained("gr")
+        return {asr: "ASR mask", gr: "GR mask", Combined("or", (asr, gr)): "ASR ∪ GR",
+                Combined("and", (asr, gr)): "ASR ∩ GR", Combined("sub", (asr, gr)): "ASR − GR",
+                Combined("sub", (gr, asr)): "GR − ASR"}
+
+    def jobs(self, plan):
+        job = functools.partial(_job, plan, n=plan.n_algebra)
+        jobs = [job(c, "mask", m) for c in COMPOSITE_TASKS for m in (*self.operands(), Trained(c))]
+        return jobs + [job(c, k) for c in COMPOSITE_TASKS for k in ("instruction", "none")]
+
+    def label(self, condition: str, mask: str) -> str:
+        if condition != "mask":
+            return {"instruction": "instruction", "none": "no instruction"}[condition]
+        return {str(m): label for m, label in self.operands().items()}.get(mask, "composite mask (trained)")
+
+    def outputs(self, rows, out):
+        from .. import plots
+
+        al = rows.assign(label=[self.label(c, m) for c, m in zip(rows["condition"], rows["mask"])])
+        out.table(al[["task", "label", "mask", "n_active", "metric", "value", "ci_low", "ci_high", "wer_compliant",
+                      "accuracy_compliant", "n"]].round(4), "algebra")
+        out.figure(plots.plot_algebra_scores(al), "algebra")
+
+
+class LayerProfiles(Experiment):
+    """Where in the network the single-task masks keep heads: per-layer counts and the masks themselves."""
+
+    name = "layers"
+
+    def masks(self, plan):
+        return [Trained(t) for t in ALL_TASKS]
+
+    def outputs(self, rows, out):
+        import matplotlib.pyplot as plt
+
+        from .. import analysis as an
+        from .. import plots
+
+        singles = out.singles()
+        out.table(an.layer_profile(singles), "layer_profile_tiny", formats=("csv",))
+        out.figure(plots.plot_layer_profile(singles, title="Heads kept per layer, tiny LALM masks"), "layer_profiles")
+        fig, axes = plt.subplots(2, 5, figsize=(16, 4.2), layout="constrained")
+        for ax, (name, m) in zip(axes.ravel(), singles.items()):
+            plots.plot_mask(m, ax=ax, title=f"{name}: {m.n_active}/{m.size}")
+        out.figure(fig, "masks")
+
+
+class SalmonnMasks(Experiment):
+    """``DIR/salmonn/``: figures and tables of the masks released for SALMONN-13B, where they are available."""
+
+    name = "salmonn"
+
+    def outputs(self, rows, out):
+        from ..masks.official import official_masks_dir
+        from .salmonn import build
+
+        try:
+            folder = official_masks_dir(out.salmonn_masks)
+        except AhaError as e:
+            out.log(f"skipping the SALMONN figures: {e}")
+            return
+        out.written += build(str(folder), out.out / "salmonn", log=lambda *a: None)
+
+
+REGISTRY: dict[str, Experiment] = {e.name: e for e in (
+    SingleTask(), CompositeTasks(), PromptSensitivity(), Jaccard(), TopKSweep(), LambdaSweep(), SeedMasks(),
+    MaskAlgebra(), LayerProfiles(), SalmonnMasks())}
+
+
+def committed_masks(names=tuple(REGISTRY), plan: Plan = FULL) -> list[Trained]:
+    """The committed masks the experiments ``names`` read, each once: seed 0 and λ 0 first, then by seed and λ."""
+    refs = {m for name in names for m in REGISTRY[name].masks(plan)}
+    return sorted(refs, key=lambda m: (m.lam, m.seed, ALL_TASKS.index(m.task)))
