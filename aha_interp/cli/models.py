@@ -1,0 +1,238 @@
+"""Commands that run a model or make its data: train, eval, data, build-model.
+
+torch and transformers are imported inside the commands, after the arguments have been checked, so a bad
+argument costs no model load and ``aha-interp info`` never pays for them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..data.prompts import VARIATION_TYPES
+from ..errors import AhaError
+from ..evaluation.evaluate import CONDITIONS
+from ._common import TASK_LIST, Fmt, ModelOpt, OutTable, check_task, emit, log, table_format, task_option
+
+TRAIN_VOICES = ("original", "all")
+PROMPT_TYPES = ("seen", *VARIATION_TYPES)
+SPLITS = ("train", "test")
+#: the recipe ``build-model`` trains when no --config is given (the shipped model's own)
+SHIPPED_RECIPE = Path(__file__).resolve().parents[1] / "assets" / "tiny-lalm" / "training.json"
+
+
+# ----------------------------------------------------------------------------- train
+def train(
+    task: Annotated[str, task_option("Task to learn a mask for")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the mask (.safetensors).",
+                                      show_default=False)],
+    model: ModelOpt = "tiny",
+    run_dir: Annotated[Optional[Path], typer.Option(help="Run folder: config.json, metrics.jsonl, checkpoints "
+                                                         "(default: runs/mask-<task>-s<seed>). Same config resumes.")] = None,
+    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 500,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 16,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (official: 1e-2 over 90k steps).")] = 0.1,
+    lam: Annotated[float, typer.Option("--lam", help="Sparsity penalty λ per active head.")] = 0.0,
+    noise: Annotated[str, typer.Option(help="Gumbel noise: left-tail (official) or logistic.")] = "left-tail",
+    tau_end: Annotated[float, typer.Option(help="Final temperature (official code 0.05; paper text 0.5).")] = 0.05,
+    n_train: Annotated[int, typer.Option(help="Training clips (synthetic, training voices).")] = 2000,
+    train_voices: Annotated[str, typer.Option(metavar="original|all", help="Voices of the synthetic training clips: "
+                                              "original (the ten original espeak-ng voice variants) or all (every "
+                                              "training speaker of the shipped tiny model).")] = "original",
+    seed: Annotated[int, typer.Option(help="Seed: same seed, same mask.")] = 0,
+    threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
+    manifest: Annotated[Optional[Path], typer.Option(help="Train on a SALMONN-style manifest (its entries of TASK) "
+                                                          "instead of synthetic clips.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda (under torchrun: each process its LOCAL_RANK GPU).")]
+    = None,
+    dtype: Annotated[Optional[str], typer.Option(help="Model dtype, e.g. bfloat16 (the mask logits stay float32).")]
+    = None,
+    attn: Annotated[Optional[str], typer.Option("--attn", help="attn_implementation, e.g. sdpa.")] = None,
+    grad_ckpt: Annotated[bool, typer.Option("--grad-ckpt", help="Gradient checkpointing (recomputes layers in the "
+                                                                "backward pass; the gates are re-applied).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Learn an AHAMask for TASK on a frozen model, with no instruction in the prompt.
+
+    Data parallel under torchrun (each process one share of every batch; rank 0 writes the mask).
+
+    \b
+    Examples:
+      aha-interp train --task gr --out gr.safetensors --steps 200
+      aha-interp train --task asr --train-voices all --lam 0.01 --seed 1 --out asr-s1.safetensors
+      torchrun --nproc-per-node 2 -m aha_interp.cli train --task gr --device cuda --out gr.safetensors
+    """
+    check_task(task)
+    if train_voices not in TRAIN_VOICES:
+        raise AhaError(f"--train-voices must be one of {', '.join(TRAIN_VOICES)}, got {train_voices!r}")
+    if manifest is not None and train_voices != "original":
+        raise AhaError("--train-voices picks the voices of synthetic clips; it does not apply with --manifest")
+    if out.suffix != ".safetensors":
+        raise AhaError(f"--out must end in .safetensors, got {out.name}")
+
+    from ..training.mask import MaskTrainConfig, train_mask
+
+    # the config validates noise and ranges before any model is loaded
+    cfg = MaskTrainConfig(task=task, steps=steps, batch_size=batch_size, lr=lr, lam=lam, noise=noise, tau_end=tau_end,
+                          n_train=n_train, seed=seed, threads=threads, train_voices=train_voices)
+    examples = None
+    if manifest is not None:
+        from ..data.tasks import read_manifest
+
+        examples = [e for e in read_manifest(manifest) if e.task == task]
+        if not examples:
+            raise AhaError(f"{manifest} has no entries with task {task!r}")
+
+    from ..models.lalm import load_model
+    from ..training.distributed import enable_checkpointing, init_distributed
+
+    dist, rank, _world, local_rank = init_distributed()
+    if device == "cuda" and dist is not None:
+        device = f"cuda:{local_rank}"
+    try:
+        lalm = load_model(model, dtype=dtype, device=device, attn_implementation=attn)
+        if grad_ckpt:
+            enable_checkpointing(lalm.model)
+        mask = train_mask(lalm, cfg, run_dir or Path("runs") / f"mask-{task}-s{seed}", examples=examples,
+                          progress=not quiet)
+        if rank == 0:
+            mask.save(out)
+            log(f"wrote {out}: {mask}")
+    finally:
+        if dist is not None:
+            dist.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------- eval
+def eval_(
+    task: Annotated[str, task_option("Task to evaluate")],
+    condition: Annotated[str, typer.Option("--condition", "-c", help=f"{' | '.join(CONDITIONS)}.")] = "mask",
+    model: ModelOpt = "tiny",
+    mask: Annotated[Optional[Path], typer.Option(help="AHAMask file (for mask and random).")] = None,
+    prompt_type: Annotated[str, typer.Option(help="Instructions: seen (the model's training instructions) or a held-out "
+                                                  f"variation: {', '.join(VARIATION_TYPES)}.")] = "seen",
+    n: Annotated[int, typer.Option(help="Test clips (held-out voices).")] = 200,
+    seed: Annotated[int, typer.Option(help="Draws a fresh set of test clips (and the random mask).")] = 0,
+    beams: Annotated[int, typer.Option(help="Beam width (1 = greedy).")] = 1,
+    threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
+    fmt: Fmt = None,
+    out: OutTable = None,
+) -> None:
+    """Score a model on TASK under a condition: a one-row table of task, condition, metric, value, n and the
+    95 % interval (composite tasks add sub_<metric> columns).
+
+    \b
+    Examples:
+      aha-interp eval --task gr --condition mask --mask masks/tiny/gr.safetensors --n 50
+      aha-interp eval --task gr --condition random --mask masks/tiny/gr.safetensors --n 50 --format json
+      aha-interp eval --task asr --condition instruction --prompt-type synonyms_complex --n 50 --out asr.csv
+    """
+    import pandas as pd
+
+    fmt = table_format(fmt, out)
+    check_task(task)
+    if condition not in CONDITIONS:
+        raise AhaError(f"unknown condition {condition!r}; choose one of {', '.join(CONDITIONS)}")
+    if prompt_type not in PROMPT_TYPES:
+        raise AhaError(f"unknown prompt type {prompt_type!r}; choose one of {', '.join(PROMPT_TYPES)}")
+    if condition in ("mask", "random") and mask is None:
+        raise AhaError(f"condition {condition!r} needs a mask (--mask FILE)")
+    if n <= 0 or beams <= 0 or threads <= 0:
+        raise AhaError("--n, --beams and --threads must be positive")
+    from ..masks import load_mask
+
+    m = load_mask(mask) if mask is not None else None
+
+    import torch
+
+    from ..evaluation.evaluate import evaluate
+    from ..models.lalm import load_model
+
+    torch.set_num_threads(threads)
+    res = evaluate(load_model(model), task, condition, mask=m, prompt_type=prompt_type, n=n, seed=seed, num_beams=beams)
+    row = {k: v for k, v in res.items() if k != "sub"}
+    row.update({f"sub_{k}": v for k, v in (res.get("sub") or {}).items()})
+    emit(pd.DataFrame([row]), fmt, out)
+
+
+# ----------------------------------------------------------------------------- data
+def data(
+    task: Annotated[str, typer.Argument(help=f"Task: {TASK_LIST}.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for wav/ and manifest.json.", show_default=False)],
+    n: Annotated[int, typer.Option(help="Number of clips.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed (same seed, same clips).")] = 0,
+    split: Annotated[str, typer.Option(metavar="train|test", help="train voices or held-out test voices.")] = "train",
+) -> None:
+    """Synthesise a dataset for TASK as 16 kHz WAVs plus a SALMONN-style manifest.json.
+
+    \b
+    Examples:
+      aha-interp data gr --n 20 --out data/gr
+      aha-interp data asr --n 50 --split test --seed 1 --out data/asr-test
+    """
+    check_task(task)
+    if n <= 0:
+        raise AhaError("--n must be positive")
+    if split not in SPLITS:
+        raise AhaError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    from ..data.tasks import make_examples, write_manifest
+
+    path = write_manifest(make_examples(task, n, seed=seed, split=split), out)
+    log(f"wrote {n} clips and {path}")
+
+
+# ----------------------------------------------------------------------------- build-model
+def build_model(
+    name: Annotated[str, typer.Argument(help="Which embedded model: tiny.")] = "tiny",
+    config: Annotated[Optional[Path], typer.Option("--config", help="The recipe: a JSON file of EmbeddedConfig "
+                                                   "fields, bare or under a \"config\" key as in a model's "
+                                                   "training.json (default: the shipped model's training.json).",
+                                                   show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: the shipped location, "
+                                                                    "replacing the shipped model).",
+                                                show_default=False)] = None,
+    minutes: Annotated[Optional[float], typer.Option(help="Training time budget (default: the recipe's).",
+                                                     show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed (default: the recipe's).", show_default=False)] = None,
+    n_eval: Annotated[int, typer.Option(help="Test clips per task for the report.")] = 100,
+) -> None:
+    """Train an embedded LALM from a recipe, then report its instructed metric on every task (a table on stdout).
+
+    \b
+    Examples:
+      aha-interp build-model tiny --out runs/tiny-lalm --minutes 5 --n-eval 20
+      aha-interp build-model tiny --config runs/tiny-lalm/training.json --seed 1 --out runs/tiny-lalm-s1
+    """
+    if minutes is not None and not minutes > 0:
+        raise AhaError(f"--minutes must be positive, got {minutes}")
+    if n_eval <= 0:
+        raise AhaError(f"--n-eval must be positive, got {n_eval}")
+    recipe = config or SHIPPED_RECIPE
+    if not recipe.is_file():
+        raise AhaError(f"--config {recipe}: no such file")
+
+    import pandas as pd
+
+    from ..data.tasks import ALL_TASKS
+    from ..evaluation.evaluate import evaluate
+    from ..models.lalm import EMBEDDED_MODELS, load_model
+    from ..training.embedded import EmbeddedConfig, train_embedded
+
+    if name not in EMBEDDED_MODELS:
+        raise AhaError(f"unknown embedded model {name!r}; choose one of {', '.join(EMBEDDED_MODELS)}")
+    cfg = EmbeddedConfig.from_file(recipe)
+    overrides = {k: v for k, v in (("minutes", minutes), ("seed", seed)) if v is not None}
+    if overrides:
+        cfg = dataclasses.replace(cfg, **overrides)
+    target = out or EMBEDDED_MODELS[name]
+    trained = train_embedded(target, cfg, log=log)
+    log(f"trained {trained['steps']} steps in {trained['minutes']} min -> {target}")
+    lalm = load_model(target)
+    rows = []
+    for task in ALL_TASKS:
+        res = evaluate(lalm, task, "instruction", n=n_eval, seed=cfg.seed)
+        rows.append({k: res[k] for k in ("task", "metric", "value", "ci_low", "ci_high", "n")})
+    emit(pd.DataFrame(rows), "md", None)
