@@ -44,19 +44,16 @@ def build(shapes: str, device: str, dtype: torch.dtype, grad_ckpt: bool):
         model = Qwen2AudioForConditionalGeneration(cfg).to(dtype)
     model.eval()
     model.requires_grad_(False)
-    if grad_ckpt:
-        # non-reentrant: the frozen model's inputs need no grad for the mask gradient to flow
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers ≥ 5.x name
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.train()  # checkpointing is active in train mode only; the model has no dropout that matters here
+    if grad_ckpt:  # non-reentrant: the frozen model's inputs need no grad for the mask gradient to flow
+        from aha_interp.training.distributed import enable_checkpointing
+
+        enable_checkpointing(model)
     return model, audio_token
 
 
 def batch(model, audio_token: int, b: int, prompt: int, answer: int, device: str, dtype: torch.dtype):
     """30 s of audio per row (3000 mel frames → 750 audio tokens), a prompt and an answer; labels on the answer."""
-    from aha_interp.models.batching import IGNORE, n_audio_tokens
+    from aha_interp.models.adapters import IGNORE, n_audio_tokens
 
     import numpy as np
 
@@ -99,15 +96,17 @@ def main() -> None:
     inputs = batch(model, audio_token, args.batch, 24, 32, args.device, dtype)
     labels = inputs.pop("labels")
 
-    def ce(out):
+    def ce(out, reduction="mean"):
         logits = out.logits[:, :-1].float()
-        return torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[:, 1:], ignore_index=-100)
+        return torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[:, 1:], ignore_index=-100,
+                                                 reduction=reduction)
 
-    class Adapter:  # what mask_step needs of an LALM: masked() and the answer's loss
+    class Adapter:  # what mask_step needs of an LALM: its device, masked() and the answer's summed loss
+        device = torch.device(args.device)
         masked = staticmethod(lambda gates: lalm.masked(gates.to(args.device)))
 
-        def loss(self, _inputs):
-            return ce(model(**inputs))
+        def loss(self, _inputs, reduction="mean"):
+            return ce(model(**inputs), reduction)
 
     o_proj0 = model.get_submodule(lalm.hook_points[0])
 
@@ -123,7 +122,7 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
 
     def step() -> None:
-        mask_step(Adapter(), gates, opt, inputs, sample_noise((args.batch, *lalm.shape), "left-tail", gen), 1.0, 0.0)
+        mask_step(Adapter(), gates, opt, {**inputs, "labels": labels}, sample_noise((args.batch, *lalm.shape), "left-tail", gen), 1.0, 0.0)
 
     def timed(fn, n):
         times = []

@@ -31,7 +31,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from aha_interp.data.tasks import make_examples
-    from aha_interp.models.batching import FastBatcher
     from aha_interp.models.lalm import load_model
     from aha_interp.training.mask import MaskGates, mask_step, sample_noise
 
@@ -39,7 +38,7 @@ def main() -> None:
     lalm.freeze()
     lalm.model.eval()
     ex = make_examples(args.task, args.batch, seed=0, split="train")
-    inputs, _ = FastBatcher(lalm.processor)([e.audio for e in ex], [None] * len(ex), [e.target for e in ex])
+    inputs = lalm.build_inputs([e.audio for e in ex], None, [e.target for e in ex])
     gates = MaskGates(torch.full(lalm.shape, 4.0))
     opt = torch.optim.AdamW(gates.parameters(), lr=0.1, weight_decay=0.0)
     gen = torch.Generator().manual_seed(0)

@@ -31,17 +31,23 @@ def random_mask(rng, shape=(4, 6), task="m", **kw) -> HeadMask:
     return HeadMask(rng.normal(size=shape).astype(np.float32), task=task, **kw)
 
 
-#: a miniature embedded-LALM config: trains in seconds, exercises every code path of the real one
-MINI = dict(hidden_size=32, n_layers=2, n_heads=8, n_kv_heads=8, intermediate_size=64, audio_d_model=32,
-            audio_layers=1, audio_heads=2, pool_speech=24, pool_other=8, batch_size=8, threads=1)
+def mini_recipe(**fields):
+    """A miniature embedded-LALM recipe: trains in seconds, exercises every code path of the real one."""
+    import dataclasses
+
+    from aha_interp.training.embedded import EMBEDDED_MODEL, EmbeddedConfig
+
+    model = dataclasses.replace(EMBEDDED_MODEL, hidden_size=32, n_layers=2, n_heads=8, n_kv_heads=8,
+                                intermediate_size=64, audio_d_model=32, audio_layers=1, audio_heads=2)
+    return EmbeddedConfig(model=model, pool_speech=24, pool_other=8, batch_size=8, threads=1, **fields)
 
 
 @pytest.fixture(scope="session")
 def mini_model(tmp_path_factory):
     """A miniature Qwen2-Audio LALM folder (3 training steps), shared by the tests of the full path."""
-    from aha_interp.training.embedded import EmbeddedConfig, train_embedded
+    from aha_interp.training.embedded import train_embedded
 
     out = tmp_path_factory.mktemp("mini-lalm")
-    info = train_embedded(out, EmbeddedConfig(max_steps=3, minutes=5, **MINI), log=lambda s: None)
+    info = train_embedded(out, mini_recipe(max_steps=3, minutes=5), log=lambda s: None)
     assert info["steps"] == 3 and (out / "config.json").exists() and (out / "training.json").exists()
     return out

@@ -9,7 +9,6 @@ import torch
 from aha_interp import HeadMask
 from aha_interp.cli import main
 from aha_interp.data.tasks import make_examples
-from aha_interp.models.batching import FastBatcher
 from aha_interp.models.lalm import load_model
 from aha_interp.training.mask import MaskTrainConfig, gumbel_sigmoid, sample_noise
 
@@ -17,8 +16,8 @@ def test_fast_batches_equal_the_processor_path(mini_model):
     lalm = load_model(mini_model)
     ex = make_examples("gr", 3, seed=2) + make_examples("aac", 2, seed=2)
     instr = [None, "Speaker gender?", None, "Describe the sounds.", None]
-    fast, _ = FastBatcher(lalm.processor)([e.audio for e in ex], instr, [e.target for e in ex])
-    slow = lalm.build_inputs([e.audio for e in ex], instr, [e.target for e in ex])
+    fast = lalm.build_inputs([e.audio for e in ex], instr, [e.target for e in ex])
+    slow = lalm.reference_inputs([e.audio for e in ex], instr, [e.target for e in ex])
     assert fast.keys() == slow.keys()
     for k in fast:
         assert torch.allclose(fast[k].float(), slow[k].float(), atol=2e-3), k
@@ -44,7 +43,7 @@ def test_train_and_eval_from_the_cli(mini_model, tmp_path, capsys):
         extra = ["--mask", str(tmp_path / "a.safetensors")] if cond in ("mask", "random") else []
         assert main(["eval", "--model", str(mini_model), "--task", "gr", "--condition", cond, "--n", "6",
                      "--format", "json", *extra]) == 0
-        res = json.loads(capsys.readouterr().out)
+        (res,) = json.loads(capsys.readouterr().out)  # a one-row table
         assert {"task", "condition", "metric", "value", "n", "ci_low", "ci_high"} <= set(res)
         assert res["condition"] == cond and res["n"] == 6 and res["metric"] == "accuracy"
     assert main(["eval", "--model", str(mini_model), "--task", "gr", "--condition", "mask", "--n", "4"]) == 2
@@ -107,17 +106,18 @@ def test_train_rejects_bad_arguments_before_loading(bad, tmp_path, capsys):
 
 @pytest.mark.parametrize("task", ["gr"])
 def test_mask_step_gradient_is_the_same_under_gradient_checkpointing(mini_model, task):
+    from aha_interp.training.distributed import enable_checkpointing
     from aha_interp.training.mask import MaskGates, mask_step
 
     grads = []
     for ckpt in (False, True):
         lalm = load_model(mini_model)
         lalm.freeze()
+        lalm.model.train()  # the same mode both ways (checkpointing only recomputes in train mode)
         if ckpt:
-            lalm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        lalm.model.train()  # checkpointing only recomputes in train mode (the model has no dropout)
+            enable_checkpointing(lalm.model)
         ex = make_examples(task, 4, seed=0)
-        inputs, _ = FastBatcher(lalm.processor)([e.audio for e in ex], [None] * 4, [e.target for e in ex])
+        inputs = lalm.build_inputs([e.audio for e in ex], None, [e.target for e in ex])
         gates = MaskGates(torch.linspace(-1, 1, lalm.n_layers * lalm.n_heads).reshape(lalm.shape))
         opt = torch.optim.SGD(gates.parameters(), lr=0.0)
         mask_step(lalm, gates, opt, inputs, torch.zeros(4, *lalm.shape), tau=2.0, lam=0.0)
@@ -153,26 +153,23 @@ def test_train_on_a_manifest_with_gradient_checkpointing(mini_model, tmp_path, c
     assert "no entries with task 'asr'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("bad", [["--train-pitches", "20,x"], ["--train-pitches", "120"], ["--speed-perturb", "0.7"],
-                                 ["--speaker-aux", "-1"], ["--free-mix", "all"], ["--asv-aux", "-0.5"],
-                                 ["--asv-weight", "0"], ["--asv-hard-negatives", "2"], ["--voice-aux", "-1"]])
-def test_build_model_rejects_bad_recipes_before_training(bad, tmp_path, capsys):
-    out = tmp_path / "model"
-    assert main(["build-model", "tiny", "--out", str(out), *bad]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and not out.exists()
+def test_recipe_files_round_trip_and_bad_ones_are_refused(tmp_path):
+    import json
 
+    from aha_interp.errors import AhaError
+    from aha_interp.models.lalm import EMBEDDED_MODELS
+    from aha_interp.training.embedded import EmbeddedConfig
 
-def test_recipe_knobs_train_on_a_miniature_config(tmp_path):
-    from aha_interp.training.embedded import EmbeddedConfig, train_embedded
-
-    from .conftest import MINI
-
-    cfg = EmbeddedConfig(max_steps=2, minutes=5, train_pitches=(20, 80), speed_perturb=0.08, speaker_aux=0.3,
-                         asv_aux=1.0, asv_hard_negatives=0.5, voice_aux=0.5, extra_voices=False, **MINI)  # the fixture model covers the default, extra voices on
-    info = train_embedded(tmp_path / "m", cfg, log=lambda s: None)
-    assert info["steps"] == 2 and info["config"]["train_pitches"] == (20, 80) and not info["config"]["extra_voices"]
-    assert np.isfinite(info["history"][0]["aux"]) and (tmp_path / "m" / "model.safetensors").exists()
+    shipped = EmbeddedConfig.from_file(EMBEDDED_MODELS["tiny"] / "training.json")
+    assert shipped == EmbeddedConfig()  # the shipped recipe is the default
+    (tmp_path / "r.json").write_text(json.dumps({**shipped.to_dict(), "minutes": 5}))
+    assert EmbeddedConfig.from_file(tmp_path / "r.json").minutes == 5
+    for bad in ({"free_mix": "asr"}, {"asv_aux": -1}, {"model": {"n_layerz": 2}}, [1, 2]):
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        with pytest.raises(AhaError):
+            EmbeddedConfig.from_file(tmp_path / "bad.json")
+    with pytest.raises(AhaError, match="cannot read"):
+        EmbeddedConfig.from_file(tmp_path / "missing.json")
 
 
 def test_asv_loss_reads_each_half_of_the_clip():
@@ -183,7 +180,7 @@ def test_asv_loss_reads_each_half_of_the_clip():
     import torch
 
     from aha_interp.data.tasks import CLIP_SAMPLES
-    from aha_interp.training.embedded import AuxHeads, _asv_loss
+    from aha_interp.training.embedded import AuxHeads, asv_loss
 
     heads = AuxHeads(4, 3, 0, asv=True)
     with torch.no_grad():
@@ -198,73 +195,9 @@ def test_asv_loss_reads_each_half_of_the_clip():
     out[1, cut_frame:, 0], out[1, cut_frame:, 1] = 0, 1  # clip 1: another speaker after the cut
     n_tok = torch.tensor([t, t])
     clips = lambda same: [SimpleNamespace(meta={"same": s, "cut": cut}) for s in same]
-    right, wrong = _asv_loss(heads, out, n_tok, clips([True, False])), _asv_loss(heads, out, n_tok, clips([False, True]))
+    right, wrong = asv_loss(heads, out, n_tok, clips([True, False])), asv_loss(heads, out, n_tok, clips([False, True]))
     assert right < 0.5 * wrong
-    assert _asv_loss(heads, out, n_tok, [SimpleNamespace(meta={"words": "a"})] * 2) is None
-
-
-def test_voice_loss_labels_each_half_of_an_asv_clip():
-    """Accent/pitch labels come from the speaker id, and an ASV clip contributes one example per half: a
-    head that reads accent from feature 0/1 must prefer the true order of the two speakers."""
-    from types import SimpleNamespace
-
-    import torch
-
-    from aha_interp.data.tasks import CLIP_SAMPLES
-    from aha_interp.training.embedded import AuxHeads, _voice_loss, voice_attributes
-
-    pitches = (35, 50, 65)
-    assert voice_attributes("en-gb-x-rp+AnxiousAndy@65", pitches) == (2, 2)
-    assert voice_attributes("en+f1@35", pitches) == (0, 0)
-    with pytest.raises(ValueError):
-        voice_attributes("en+f1@40", pitches)
-    heads = AuxHeads(4, 3, 0, n_pitches=3)
-    with torch.no_grad():
-        for lin in (heads.accent, heads.pitch):
-            lin.weight.zero_(), lin.bias.zero_()
-        heads.accent.weight[0, 0] = heads.accent.weight[1, 1] = 20  # feature 0 → accent en, 1 → en-us
-    t, cut_frame = 20, 8
-    out = torch.zeros(1, t, 4)
-    out[0, :cut_frame, 0], out[0, cut_frame:, 1] = 1, 1
-    n_tok = torch.tensor([t])
-    clip = lambda spk: [SimpleNamespace(meta={"same": False, "cut": int(cut_frame * CLIP_SAMPLES / t), "speakers": spk})]
-    pooled = out.mean(1)
-    right = _voice_loss(heads, pooled, out, n_tok, clip(("en+m1@50", "en-us+m2@50")), pitches)
-    wrong = _voice_loss(heads, pooled, out, n_tok, clip(("en-us+m2@50", "en+m1@50")), pitches)
-    assert right < 0.5 * wrong
-    assert _voice_loss(heads, pooled, out, n_tok, [SimpleNamespace(meta={"emotion": "happy"})], pitches) is None
-
-
-def test_recipe_comparison_script_writes_its_table(mini_model, tmp_path, monkeypatch, capsys):
-    import runpy
-    import sys
-    from pathlib import Path
-
-    import pandas as pd
-
-    script = Path(__file__).parents[1] / "experiments" / "lalm_recipes.py"
-    monkeypatch.setattr(sys, "argv", [str(script), f"mini={mini_model}", "--n", "3", "--mask-tasks", "gr",
-                                      "--mask-steps", "2", "--threads", "1", "--out", str(tmp_path)])
-    runpy.run_path(str(script), run_name="__main__")
-    df = pd.read_csv(tmp_path / "lalm_recipes.csv")
-    per_voice = df[df.condition.str.endswith(" voices)") & (df.condition != "instruction (training voices)")]
-    assert set(per_voice.condition) <= {"instruction (m7 voices)", "instruction (f5 voices)"}
-    assert per_voice.n.sum() == 3  # the held-out ASR clips, split by voice variant
-    rest = df.drop(per_voice.index)
-    assert set(rest["condition"]) == {"instruction", "instruction (training voices)", "none", "random", "mask"}
-    assert len(rest) == 10 + 1 + 3 and (rest["n"] == 3).all() and df["recipe"].str.startswith("free-mix mixed").all()
-    # --append re-measures the instructed rows and keeps the mask rows of the earlier run
-    monkeypatch.setattr(sys, "argv", [str(script), f"mini={mini_model}", "--n", "3", "--mask-tasks", "",
-                                      "--threads", "1", "--out", str(tmp_path), "--append"])
-    runpy.run_path(str(script), run_name="__main__")
-    again = pd.read_csv(tmp_path / "lalm_recipes.csv")
-    assert len(again) == len(df) and set(again.condition) == set(df.condition)
-    monkeypatch.setattr(sys, "argv", [str(script), f"bad={tmp_path}"])
-    with pytest.raises(SystemExit, match="NAME=DIR"):
-        runpy.run_path(str(script), run_name="__main__")
-    monkeypatch.setattr(sys, "argv", [str(script), f"mini={mini_model}", "--mask-tasks", "nope"])
-    with pytest.raises(SystemExit, match="mask-tasks among"):
-        runpy.run_path(str(script), run_name="__main__")
+    assert asv_loss(heads, out, n_tok, [SimpleNamespace(meta={"words": "a"})] * 2) is None
 
 
 def test_asv_probe_scores_speaker_pairs(mini_model, monkeypatch, tmp_path):

@@ -97,10 +97,9 @@ def test_gradient_checkpointing_sees_the_same_mask():
     grads, calls = [], []
     for ckpt in (False, True):
         if ckpt:
-            if hasattr(m, "activation_checkpointing_enable"):
-                m.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            else:
-                m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            from aha_interp.training.distributed import enable_checkpointing
+
+            enable_checkpointing(m)
         w = wrap(m)
         n = [0]
         counters = [o.register_forward_pre_hook(lambda mod, a: n.__setitem__(0, n[0] + 1)) for o in w._o_projs]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from ..errors import AhaError
+
 VARIATION_TYPES = ("general", "punctuation", "capitalisation", "synonyms_simple", "synonyms_medium",
                    "synonyms_complex", "constraint")
 
@@ -128,9 +130,6 @@ _PUNCT = [lambda s: s.rstrip(".?!"), lambda s: s.rstrip(".?!") + "!", lambda s: 
           lambda s: s.rstrip(".?!") + "...", lambda s: s.rstrip(".?!") + ", please."]
 _CAPS = [str.upper, str.lower, str.title, lambda s: s.swapcase(), lambda s: s[:1].lower() + s[1:]]
 
-TASKS = tuple(_PROMPTS)
-
-
 def _substitute(prompt: str, n: int) -> str:
     out, done = prompt, 0
     for a, b in _SYNONYMS:
@@ -142,15 +141,22 @@ def _substitute(prompt: str, n: int) -> str:
     return out
 
 
+def _entry(task: str):
+    from .tasks import check_task
+
+    check_task(task)
+    return _PROMPTS[task]
+
+
 def training_prompts(task: str) -> list[str]:
     """The instructions a model may see in training for ``task``."""
-    return list(_PROMPTS[task][0])
+    return list(_entry(task)[0])
 
 
 def eval_prompts(task: str, variation: str = "general") -> list[str]:
     """Five held-out prompts of one variation type (see :data:`VARIATION_TYPES`), or with
     ``variation="seen"`` the model's own training instructions (the paper's standard-instruction baseline)."""
-    _, general, complex_ = _PROMPTS[task]
+    _, general, complex_ = _entry(task)
     if variation == "seen":
         return training_prompts(task)
     if variation == "general":
@@ -167,6 +173,4 @@ def eval_prompts(task: str, variation: str = "general") -> list[str]:
         return list(complex_)
     if variation == "constraint":
         return [p + c for p, c in zip(general, _CONSTRAINTS)]
-    from ..errors import AhaError
-
     raise AhaError(f"unknown prompt variation {variation!r}; choose seen or one of {', '.join(VARIATION_TYPES)}")

@@ -23,7 +23,7 @@ MALE_VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7"]
 FEMALE_VARIANTS = ["f1", "f2", "f3", "f4", "f5"]
 BASE_VOICES = ["en", "en-us", "en-gb-x-rp", "en-029"]
 TEST_VARIANTS = {"m7", "f5"}
-# More training speakers (``aha-interp build-model --extra-voices``): every other human-sounding variant
+# More training speakers (the embedded model's, ``voices(extra=True)``): every other human-sounding variant
 # espeak-ng ships whose file declares a gender (robot, whisper, croak and demonic ones left out). The
 # held-out m7 and f5 are never among them, so the test voices stay unseen.
 EXTRA_MALE_VARIANTS = ["Andy", "AnxiousAndy", "Denis", "Diogo", "Henrique", "Hugo", "Lee", "Marco", "Storm",
@@ -57,12 +57,11 @@ class Voice:
 DEFAULT_PITCHES = (35, 50, 65)
 
 
-def voices(split: str = "train", pitches: tuple[int, ...] = DEFAULT_PITCHES, extra: bool = False) -> list[Voice]:
-    """All speakers of a split: ``train`` (variants m1–m6, f1–f4) or ``test`` (held-out m7, f5).
-    Each variant comes with three base pitches by default, which keeps speakers apart within a gender;
-    ``pitches`` replaces that grid (``aha-interp build-model --train-pitches``). ``extra`` adds the 27
-    :data:`EXTRA_MALE_VARIANTS` / :data:`EXTRA_FEMALE_VARIANTS` to the training split (the test split
-    never changes)."""
+def voices(split: str = "train", extra: bool = False) -> list[Voice]:
+    """All speakers of a split: ``train`` (variants m1–m6, f1–f4) or ``test`` (held-out m7, f5), each variant
+    with four accents and three base pitches (:data:`DEFAULT_PITCHES`), which keeps speakers apart within a
+    gender. ``extra`` adds the 27 :data:`EXTRA_MALE_VARIANTS` / :data:`EXTRA_FEMALE_VARIANTS` to the training
+    split (444 speakers instead of 120; the test split never changes)."""
     if split not in ("train", "test"):
         raise AhaError(f"split must be train or test, got {split!r}")
     variants = MALE_VARIANTS + FEMALE_VARIANTS
@@ -73,7 +72,7 @@ def voices(split: str = "train", pitches: tuple[int, ...] = DEFAULT_PITCHES, ext
         if (variant in TEST_VARIANTS) != (split == "test"):
             continue
         for base in BASE_VOICES:
-            for pitch in pitches:
+            for pitch in DEFAULT_PITCHES:
                 out.append(Voice(base, variant, pitch))
     return out
 

@@ -1,4 +1,4 @@
-"""The synthetic task suite, mirroring the paper's (``paper.md`` §3.2) at toy scale.
+"""The synthetic task suite, mirroring the paper's tasks at toy scale.
 
 ============  ==========================================================  =====================
 task          input → target                                              metric
@@ -19,7 +19,8 @@ task          input → target                                              metr
 ============  ==========================================================  =====================
 
 Every label set has distinct first characters, so the first answer token decides the class.
-Examples are a pure function of ``(task, n, seed, split)``; ``split="test"`` uses held-out voices.
+Examples are a pure function of ``(task, n, seed, split, extra_voices)``; ``split="test"`` uses held-out voices.
+:data:`TASKS` is the one place task names, metrics and answer lengths are defined.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AhaError
-from .speech import DEFAULT_PITCHES, SAMPLE_RATE, Utterance, Voice, pad_or_trim, say_many, voices
+from .speech import SAMPLE_RATE, Utterance, Voice, pad_or_trim, say_many, voices
 
 CLIP_SECONDS = 3.0
 CLIP_SAMPLES = int(CLIP_SECONDS * SAMPLE_RATE)
@@ -55,9 +56,35 @@ EVENTS = {
     "low tone": "tone_low", "high tone": "tone_high", "rising chirp": "chirp_up", "falling chirp": "chirp_down",
     "noise burst": "noise", "clicks": "clicks",
 }
-SINGLE_TASKS = ("asr", "gr", "ser", "asv", "aac", "s2tt", "osr")
-COMPOSITE_TASKS = ("asr_gr", "gr_asr", "json")
-ALL_TASKS = SINGLE_TASKS + COMPOSITE_TASKS
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task of the suite: its metric (a key of ``evaluation.metrics.METRICS``), the answer budget in
+    generated tokens, and whether it is a composite (two answers in one format)."""
+
+    name: str
+    metric: str
+    max_new_tokens: int
+    composite: bool = False
+
+
+TASKS: dict[str, Task] = {t.name: t for t in (
+    Task("asr", "wer", 32), Task("gr", "accuracy", 8), Task("ser", "accuracy", 9), Task("asv", "accuracy", 5),
+    Task("aac", "rouge_l", 48), Task("s2tt", "bleu2", 40), Task("osr", "wer", 48),
+    Task("asr_gr", "ifr", 48, composite=True), Task("gr_asr", "ifr", 48, composite=True),
+    Task("json", "ifr", 64, composite=True),
+)}
+SINGLE_TASKS = tuple(n for n, t in TASKS.items() if not t.composite)
+COMPOSITE_TASKS = tuple(n for n, t in TASKS.items() if t.composite)
+ALL_TASKS = tuple(TASKS)
+
+
+def check_task(name: str) -> Task:
+    """The :class:`Task` called ``name``, or a one-line error listing the tasks."""
+    if name not in TASKS:
+        raise AhaError(f"unknown task {name!r}; choose one of {', '.join(ALL_TASKS)}")
+    return TASKS[name]
 
 
 @dataclass
@@ -89,11 +116,6 @@ def target_for(task: str, meta: dict) -> str:
     if task == "json":
         return json.dumps({"ASR": words, "GR": g})
     raise AhaError(f"task {task!r} does not derive from a plain utterance")
-
-
-def _check(task: str) -> None:
-    if task not in ALL_TASKS:
-        raise AhaError(f"unknown task {task!r}; choose one of {', '.join(ALL_TASKS)}")
 
 
 def _words(rng, lo=1, hi=3) -> str:
@@ -141,25 +163,20 @@ def _scene(events: list[str], rng) -> np.ndarray:
 
 
 def make_examples(task: str, n: int, seed: int = 0, split: str = "train", noise: float = 0.003,
-                  pitches: tuple[int, ...] | None = None, extra_voices: bool = False,
-                  hard_negatives: float = 0.0) -> list[Example]:
-    """``n`` examples of ``task``, a pure function of the arguments. ``split="test"`` uses held-out voices;
-    ``pitches`` widens the base-pitch grid of every voice variant (default: 35, 50, 65); ``extra_voices``
-    adds espeak-ng's other gendered variants to the training speakers (see :func:`voices`);
-    ``hard_negatives`` is the share of ASV "different" pairs whose second speaker has the first one's gender
-    (0: drawn from everyone, so about half differ in gender and gender alone answers them)."""
-    if not 0 <= hard_negatives <= 1:
-        raise ValueError(f"hard_negatives must lie in [0, 1], got {hard_negatives}")
-    _check(task)
+                  extra_voices: bool = False) -> list[Example]:
+    """``n`` examples of ``task``, a pure function of the arguments. ``split="test"`` uses the held-out voices;
+    ``extra_voices`` trains on all 444 speakers (espeak-ng's other gendered variants too, see :func:`voices`)
+    instead of the ten original variants' 120."""
+    check_task(task)
     rng = np.random.default_rng([seed, ALL_TASKS.index(task), 0 if split == "train" else 1])
-    pool = voices(split, tuple(pitches) if pitches is not None else DEFAULT_PITCHES, extra=extra_voices)
+    pool = voices(split, extra=extra_voices)
     males = [v for v in pool if v.gender == "male"]
     females = [v for v in pool if v.gender == "female"]
     plans = []  # (utterances to synthesise, assembler(waves) -> (audio, target, meta))
 
     for _ in range(n):
         voice = pool[rng.integers(len(pool))]
-        if task in ("asr", "gr", "s2tt", "asr_gr", "gr_asr", "json"):
+        if task in SPEECH_TASKS:
             words = _words(rng)
             utt = _utt(words, voice, _neutral(rng))
             meta = {"words": words, "gender": voice.gender, "speaker": voice.speaker_id}
@@ -173,11 +190,8 @@ def make_examples(task: str, n: int, seed: int = 0, split: str = "train", noise:
         elif task == "asv":
             same = bool(rng.integers(2))
             other = voice
-            # the extra draw only when asked, so the default keeps the clips of earlier releases
-            cands = ((males if voice.gender == "male" else females)
-                     if not same and hard_negatives > 0 and rng.random() < hard_negatives else pool)
             while not same and other == voice:
-                other = cands[rng.integers(len(cands))]
+                other = pool[rng.integers(len(pool))]
             utts = [_utt(_words(rng, 1, 2), voice, _neutral(rng)), _utt(_words(rng, 1, 2), other, _neutral(rng))]
             plans.append((utts, "concat", "yes" if same else "no",
                           {"same": same, "genders": (voice.gender, other.gender),

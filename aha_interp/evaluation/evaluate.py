@@ -12,26 +12,20 @@ from __future__ import annotations
 import time
 
 from ..data.prompts import eval_prompts
-from ..data.tasks import make_examples
+from ..data.tasks import check_task, make_examples
 from ..errors import AhaError
 from ..masks import HeadMask
 from .metrics import score
 
 CONDITIONS = ("instruction", "none", "random", "mask")
-MAX_NEW_TOKENS = {"asr": 32, "gr": 8, "ser": 9, "asv": 5, "aac": 48, "s2tt": 40, "osr": 48, "asr_gr": 48,
-                  "gr_asr": 48, "json": 64}
 
 
 def generate_answers(lalm, audios, instructions, mask=None, *, batch_size: int = 32, max_new_tokens: int = 32,
                      num_beams: int = 1) -> list[str]:
     """Decoded answers for ``audios`` (each with its instruction or None) under ``mask``."""
-    from ..models.batching import FastBatcher
-
-    batcher = FastBatcher(lalm.processor) if lalm.kind == "qwen2-audio" else None
     out = []
     for i in range(0, len(audios), batch_size):
-        a, ins = audios[i:i + batch_size], instructions[i:i + batch_size]
-        inputs = batcher(a, ins)[0] if batcher is not None else lalm.build_inputs(a, ins)
+        inputs = lalm.build_inputs(audios[i:i + batch_size], instructions[i:i + batch_size])
         ids = lalm.generate_ids(inputs, mask, max_new_tokens=max_new_tokens, num_beams=num_beams)
         out += [s.strip() for s in lalm.tokenizer.batch_decode(ids, skip_special_tokens=True)]
     return out
@@ -45,6 +39,7 @@ def evaluate(lalm, task: str, condition: str, *, mask: HeadMask | None = None, p
 
     ``prompt_index`` picks one prompt of ``prompt_type`` for every clip (the paper's per-prompt crosses in
     Fig. 2); by default the prompts are cycled over the clips."""
+    spec = check_task(task)
     if condition not in CONDITIONS:
         raise AhaError(f"unknown condition {condition!r}; choose one of {', '.join(CONDITIONS)}")
     if condition in ("random", "mask") and mask is None:
@@ -66,7 +61,7 @@ def evaluate(lalm, task: str, condition: str, *, mask: HeadMask | None = None, p
     elif condition == "random":
         gate = mask.random_like(seed=seed)
     hyps = generate_answers(lalm, audios, instructions, gate, batch_size=batch_size,
-                            max_new_tokens=MAX_NEW_TOKENS.get(task, 48), num_beams=num_beams)
+                            max_new_tokens=spec.max_new_tokens, num_beams=num_beams)
     res = {"task": task, "condition": condition, **score(task, refs, hyps, seed=seed)}
     if condition == "instruction":
         res["prompt_type"] = prompt_type

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -332,6 +333,40 @@ class HeadMask:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "HeadMask":
         """Read a mask written by :meth:`save` (for other formats use :func:`aha_interp.load_mask`)."""
-        from .io import load_safetensors
-
         return load_safetensors(path)
+
+
+# ------------------------------------------------------------------ the safetensors format
+def load_safetensors(path: str | os.PathLike) -> "HeadMask":
+    """Read a mask written by :meth:`HeadMask.save` (tensor ``logits``, JSON metadata)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    check_file(path)
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            metadata = f.metadata() or {}
+            keys = list(f.keys())
+            if "logits" not in keys:
+                raise AhaError(f"{path} has no 'logits' tensor (found {keys}); is it an aha-interp mask?")
+            logits = f.get_tensor("logits")
+    except SafetensorError as e:
+        raise AhaError(f"cannot read {path} as safetensors ({e}); the file may be truncated") from None
+    meta = MaskMeta()
+    if "aha_interp" in metadata:
+        try:
+            meta = MaskMeta.from_dict(json.loads(metadata["aha_interp"]))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise AhaError(f"{path}: unreadable mask metadata ({e})") from None
+    elif metadata.get("format") not in (None, FORMAT_TAG):
+        raise AhaError(f"{path}: unknown safetensors format {metadata.get('format')!r}")
+    if meta.task is None:
+        meta = MaskMeta.from_dict({**meta.to_dict(), "task": path.stem})
+    return HeadMask(logits, meta=meta, source=meta.source or str(path))
+
+
+def check_file(path: Path) -> None:
+    if not path.exists():
+        raise AhaError(f"no such file: {path}")
+    if path.is_dir():
+        raise AhaError(f"{path} is a folder; give a mask file (.safetensors, .pth, .pt, .bin, .npy)")

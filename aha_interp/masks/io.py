@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import re
@@ -25,7 +24,7 @@ import numpy as np
 
 from .._atomic import atomic_path
 from ..errors import AhaError
-from .headmask import FORMAT_TAG, HeadMask, MaskMeta
+from .headmask import HeadMask, check_file, load_safetensors
 
 #: Decoder shapes ``(n_layers, n_heads)`` of models whose masks are published or commonly trained.
 PRESETS: dict[str, tuple[int, int]] = {
@@ -146,40 +145,6 @@ def _array_to_logits(arr: np.ndarray, shape: tuple[int, int] | None, path: Path,
     raise AhaError(f"{path}: expected a mask of shape [n_layers, n_heads] or a flat vector, got shape {tuple(arr.shape)}")
 
 
-def load_safetensors(path: str | os.PathLike) -> HeadMask:
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    _check_exists(path)
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            metadata = f.metadata() or {}
-            keys = list(f.keys())
-            if "logits" not in keys:
-                raise AhaError(f"{path} has no 'logits' tensor (found {keys}); is it an aha-interp mask?")
-            logits = f.get_tensor("logits")
-    except SafetensorError as e:
-        raise AhaError(f"cannot read {path} as safetensors ({e}); the file may be truncated") from None
-    meta = MaskMeta()
-    if "aha_interp" in metadata:
-        try:
-            meta = MaskMeta.from_dict(json.loads(metadata["aha_interp"]))
-        except (json.JSONDecodeError, TypeError) as e:
-            raise AhaError(f"{path}: unreadable mask metadata ({e})") from None
-    elif metadata.get("format") not in (None, FORMAT_TAG):
-        raise AhaError(f"{path}: unknown safetensors format {metadata.get('format')!r}")
-    if meta.task is None:
-        meta = MaskMeta.from_dict({**meta.to_dict(), "task": path.stem})
-    return HeadMask(logits, meta=meta, source=meta.source or str(path))
-
-
-def _check_exists(path: Path) -> None:
-    if not path.exists():
-        raise AhaError(f"no such file: {path}")
-    if path.is_dir():
-        raise AhaError(f"{path} is a folder; give a mask file ({', '.join(SUFFIXES)})")
-
-
 def load_mask(
     path: str | os.PathLike,
     *,
@@ -204,7 +169,7 @@ def load_mask(
     HeadMask with logits ``[n_layers, n_heads]``.
     """
     path = Path(path)
-    _check_exists(path)
+    check_file(path)
     shape = resolve_shape(preset, n_layers, n_heads)
     suffix = path.suffix.lower()
     if suffix == ".safetensors":

@@ -35,14 +35,15 @@ ENV_VAR = "AHA_OFFICIAL_MASKS"
 
 
 def official_masks_dir(path: str | os.PathLike | None = None) -> Path:
-    """The folder holding the released SALMONN masks: ``path``, else ``$AHA_OFFICIAL_MASKS``, else the
-    shared data folder beside a development checkout. ``aha-interp fetch-masks`` downloads them."""
+    """The folder holding the released SALMONN masks: ``path``, else ``$AHA_OFFICIAL_MASKS``, else
+    ``masks/salmonn-13b`` in the working directory (where ``aha-interp fetch-masks`` puts them), else the
+    shared data folder beside a development checkout."""
     candidates = [Path(path)] if path is not None else []
     if path is None:
         if os.environ.get(ENV_VAR):
             candidates.append(Path(os.environ[ENV_VAR]))
         rel = Path("..") / "shared" / "official-masks" / "salmonn-13b"
-        candidates += [Path.cwd() / rel, Path.cwd().parent / rel, Path(__file__).resolve().parents[2] / rel]
+        candidates += [Path.cwd() / "masks" / "salmonn-13b", Path.cwd() / rel, Path.cwd().parent / rel, Path(__file__).resolve().parents[2] / rel]
     for c in candidates:
         if (c / "asr_librispeech.pth").is_file():
             return c
@@ -54,7 +55,7 @@ def official_masks_dir(path: str | os.PathLike | None = None) -> Path:
         where = f"{ENV_VAR} is not set"
     raise AhaError(
         f"released SALMONN masks not found ({where}); run `aha-interp fetch-masks` to download "
-        f"them into masks/salmonn-13b, then set {ENV_VAR} to that folder (or pass it as the path)"
+        f"them into masks/salmonn-13b (found there from the working directory), or set {ENV_VAR} to their folder"
     )
 
 

@@ -1,13 +1,11 @@
 """``load_model``: a model plus its processor, wrapped for masking, with inputs / loss / generate.
 
-Kinds:
+Kinds (each an adapter in :mod:`.adapters`):
 
 * ``qwen2-audio`` — ``Qwen2AudioForConditionalGeneration`` + ``Qwen2AudioProcessor``, Qwen2-Audio's
   chat template. With ``instruction=None`` the user turn holds only the audio: AHAMask's setting.
 * ``causal-lm`` — any Llama/Qwen2/Mistral/Gemma ``…ForCausalLM`` with its tokenizer, for text tasks
   (the HeadsUp setting).
-
-Batches are left-padded with explicit ``position_ids`` so a padded row computes what it would alone.
 """
 
 from __future__ import annotations
@@ -22,9 +20,8 @@ import torch.nn.functional as F
 
 from ..errors import AhaError
 from ..masks import HeadMask
-from .batching import IGNORE
+from .adapters import ADAPTERS, IGNORE
 from .wrap import MaskedModel
-
 
 
 def _as_list(x: Any, n: int, what: str) -> list:
@@ -44,15 +41,16 @@ class LALM(MaskedModel):
 
     def __init__(self, model, processor, kind: str, *, model_id: str | None = None, decoder: str | None = None):
         super().__init__(model, decoder=decoder, model_id=model_id)
-        if kind not in ("qwen2-audio", "causal-lm"):
-            raise AhaError(f"unknown model kind {kind!r}")
+        if kind not in ADAPTERS:
+            raise AhaError(f"unknown model kind {kind!r}; choose one of {', '.join(ADAPTERS)}")
         self.kind = kind
         self.processor = processor
         tok = self.tokenizer
         tok.padding_side = "left"
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
-        self.eos_token = "<|im_end|>" if kind == "qwen2-audio" else tok.eos_token
+        self.adapter = ADAPTERS[kind](processor)
+        self.eos_token = self.adapter.eos_token
 
     @property
     def tokenizer(self):
@@ -60,21 +58,23 @@ class LALM(MaskedModel):
 
     @property
     def sampling_rate(self) -> int | None:
-        fe = getattr(self.processor, "feature_extractor", None)
-        return getattr(fe, "sampling_rate", None)
+        return self.adapter.sampling_rate
 
     # ------------------------------------------------------------------ inputs
     def prompt(self, instruction: str | None = None, text: str | None = None) -> str:
         """The prompt string the model sees before its answer."""
-        if self.kind == "qwen2-audio":
-            from .batching import qwen2_audio_prompt
+        return self.adapter.prompt(instruction, text)
 
-            return qwen2_audio_prompt(self.processor, instruction)
-        body = "\n".join(s for s in (instruction, text) if s)
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": body}],
-                                                      add_generation_prompt=True, tokenize=False)
-        return body
+    def _batch_args(self, audio, instruction, target, text):
+        if audio is not None:
+            audio = [audio] if isinstance(audio, np.ndarray) and audio.ndim == 1 else list(audio)
+            audio = [np.asarray(a, dtype=np.float32) for a in audio]
+            n = len(audio)
+        else:
+            text = [text] if isinstance(text, str) or text is None else list(text)
+            n = len(text)
+        targets = None if target is None else _as_list(target, n, "target")
+        return audio, _as_list(instruction, n, "instruction"), targets, text
 
     def build_inputs(
         self,
@@ -84,43 +84,16 @@ class LALM(MaskedModel):
         *,
         text: str | Sequence[str] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Tokenised, left-padded batch. With ``target``, the answer (plus end-of-turn) is appended and
-        ``labels`` mark its tokens (``-100`` elsewhere)."""
-        if self.kind == "qwen2-audio":
-            if audio is None:
-                raise AhaError("a qwen2-audio model needs audio: build_inputs(audio=[waveform, …])")
-            audios = [np.asarray(a, dtype=np.float32) for a in ([audio] if isinstance(audio, np.ndarray) and audio.ndim == 1 else audio)]
-            n = len(audios)
-            prompts = [self.prompt(i) for i in _as_list(instruction, n, "instruction")]
-            enc = self.processor(text=prompts, audio=audios, return_tensors="pt", padding=True,
-                                 sampling_rate=self.sampling_rate)
-        else:
-            texts = [text] if isinstance(text, str) or text is None else list(text)
-            n = len(texts)
-            prompts = [self.prompt(i, t) for i, t in zip(_as_list(instruction, n, "instruction"), texts)]
-            enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True)
-        batch = dict(enc)
-        if target is not None:
-            batch = self._append_targets(batch, _as_list(target, n, "target"))
-        batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-        return batch
+        """Tokenised, left-padded batch with ``position_ids``. With ``target``, the answer (plus end-of-turn) is
+        appended and ``labels`` mark its tokens (``-100`` elsewhere)."""
+        audio, instructions, targets, text = self._batch_args(audio, instruction, target, text)
+        return self.adapter.batch(audio, instructions, targets, texts=text)
 
-    def _append_targets(self, batch: dict, targets: list[str]) -> dict:
-        tok = self.tokenizer
-        ids, am = batch["input_ids"], batch["attention_mask"]
-        rows, labels = [], []
-        for i, t in enumerate(targets):
-            prompt_ids = ids[i][am[i].bool()]
-            tgt = torch.tensor(tok(t + self.eos_token, add_special_tokens=False).input_ids, dtype=ids.dtype)
-            rows.append(torch.cat([prompt_ids, tgt]))
-            labels.append(torch.cat([torch.full_like(prompt_ids, IGNORE), tgt]))
-        width = max(len(r) for r in rows)
-        pad = tok.pad_token_id
-        out = dict(batch)
-        out["input_ids"] = torch.stack([F.pad(r, (width - len(r), 0), value=pad) for r in rows])
-        out["labels"] = torch.stack([F.pad(l, (width - len(l), 0), value=IGNORE) for l in labels])
-        out["attention_mask"] = torch.stack([F.pad(torch.ones_like(r), (width - len(r), 0)) for r in rows])
-        return out
+    def reference_inputs(self, audio=None, instruction=None, target=None, *, text=None) -> dict[str, torch.Tensor]:
+        """What :meth:`build_inputs` builds, through the family's own processor (slow; the tests' oracle)."""
+        audio, instructions, targets, text = self._batch_args(audio, instruction, target, text)
+        ref = getattr(self.adapter, "reference_batch", self.adapter.batch)
+        return ref(audio, instructions, targets, texts=text)
 
     # ------------------------------------------------------------------ loss and generation
     def forward(self, inputs: dict[str, torch.Tensor], mask=None):
@@ -142,7 +115,7 @@ class LALM(MaskedModel):
             return (ce * valid).sum() / valid.sum().clamp(min=1)
         if reduction == "none":
             return (ce * valid).sum(-1) / valid.sum(-1).clamp(min=1)
-        if reduction == "sum":  # for data-parallel runs, which divide by the global token count themselves
+        if reduction == "sum":  # mask_step divides by the global token count (one process or many)
             return (ce * valid).sum()
         raise AhaError(f"reduction must be 'mean', 'none' or 'sum', got {reduction!r}")
 

@@ -8,6 +8,7 @@ template that serve Qwen2-Audio-7B serve these models too.
 from __future__ import annotations
 
 import string
+from dataclasses import dataclass
 
 import torch
 
@@ -63,47 +64,62 @@ def char_tokenizer(alphabet: str = ALPHABET):
     return tok
 
 
-def tiny_qwen2_audio(
-    *,
-    hidden_size: int = 64,
-    n_layers: int = 2,
-    n_heads: int = 8,
-    n_kv_heads: int = 2,
-    intermediate_size: int = 128,
-    audio_d_model: int = 32,
-    audio_layers: int = 2,
-    audio_heads: int = 4,
-    n_mels: int = 80,
-    chunk_seconds: int = 2,
-    seed: int = 0,
-):
-    """A random-weight ``Qwen2AudioForConditionalGeneration`` and its ``Qwen2AudioProcessor``, built offline.
+@dataclass(frozen=True)
+class TinyLALMConfig:
+    """The shape of a tiny ``Qwen2AudioForConditionalGeneration``: the test models (these defaults) and the
+    embedded LALM (its ``training.json``) are built from this one config.
 
-    Audio is padded to ``chunk_seconds`` (the processor pads every clip to its chunk length, and the
-    encoder requires exactly that many frames: ``max_source_positions = 50 * chunk_seconds``).
+    Audio is padded to ``chunk_seconds`` (the processor pads every clip to its chunk length, and the encoder
+    requires exactly that many frames: ``max_source_positions = 50 * chunk_seconds``).
     """
+
+    hidden_size: int = 64
+    n_layers: int = 2
+    n_heads: int = 8
+    n_kv_heads: int = 2
+    intermediate_size: int = 128
+    audio_d_model: int = 32
+    audio_layers: int = 2
+    audio_heads: int = 4
+    audio_ffn_mult: int = 2  # encoder_ffn_dim = audio_ffn_mult * audio_d_model
+    n_mels: int = 80
+    chunk_seconds: int = 2
+    max_positions: int = 1024
+    tie_embeddings: bool = False
+    system_turn: bool = True  # Qwen2-Audio's injected system turn (off: shorter sequences)
+    seed: int = 0
+
+
+def build_tiny_lalm(cfg: TinyLALMConfig = TinyLALMConfig()):
+    """A random-weight ``Qwen2AudioForConditionalGeneration`` and its ``Qwen2AudioProcessor``, built offline."""
     from transformers import Qwen2AudioConfig, Qwen2AudioForConditionalGeneration, Qwen2AudioProcessor, WhisperFeatureExtractor
 
+    template = QWEN2_AUDIO_CHAT_TEMPLATE if cfg.system_turn else COMPACT_CHAT_TEMPLATE
     tok = char_tokenizer()
-    fe = WhisperFeatureExtractor(feature_size=n_mels, sampling_rate=16000, chunk_length=chunk_seconds,
-                                 hop_length=160, n_fft=400)
-    processor = Qwen2AudioProcessor(feature_extractor=fe, tokenizer=tok, chat_template=QWEN2_AUDIO_CHAT_TEMPLATE)
-    cfg = Qwen2AudioConfig(
-        audio_config=dict(model_type="qwen2_audio_encoder", num_mel_bins=n_mels, encoder_layers=audio_layers,
-                          encoder_attention_heads=audio_heads, encoder_ffn_dim=2 * audio_d_model,
-                          d_model=audio_d_model, max_source_positions=50 * chunk_seconds),
-        text_config=dict(model_type="qwen2", vocab_size=len(tok), hidden_size=hidden_size,
-                         intermediate_size=intermediate_size, num_hidden_layers=n_layers,
-                         num_attention_heads=n_heads, num_key_value_heads=n_kv_heads, max_position_embeddings=1024,
-                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None),
+    tok.chat_template = template
+    fe = WhisperFeatureExtractor(feature_size=cfg.n_mels, sampling_rate=16000, chunk_length=cfg.chunk_seconds)
+    processor = Qwen2AudioProcessor(feature_extractor=fe, tokenizer=tok, chat_template=template)
+    mcfg = Qwen2AudioConfig(
+        audio_config=dict(model_type="qwen2_audio_encoder", num_mel_bins=cfg.n_mels, encoder_layers=cfg.audio_layers,
+                          encoder_attention_heads=cfg.audio_heads, encoder_ffn_dim=cfg.audio_ffn_mult * cfg.audio_d_model,
+                          d_model=cfg.audio_d_model, max_source_positions=50 * cfg.chunk_seconds),
+        text_config=dict(model_type="qwen2", vocab_size=len(tok), hidden_size=cfg.hidden_size,
+                         intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.n_layers,
+                         num_attention_heads=cfg.n_heads, num_key_value_heads=cfg.n_kv_heads,
+                         max_position_embeddings=cfg.max_positions, pad_token_id=tok.pad_token_id,
+                         eos_token_id=tok.eos_token_id, bos_token_id=None, tie_word_embeddings=cfg.tie_embeddings),
         audio_token_index=tok.convert_tokens_to_ids("<|AUDIO|>"),
     )
-    torch.manual_seed(seed)
-    model = Qwen2AudioForConditionalGeneration(cfg).eval()
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.bos_token_id = None
+    torch.manual_seed(cfg.seed)
+    model = Qwen2AudioForConditionalGeneration(mcfg).eval()
+    gc = model.generation_config
+    gc.pad_token_id, gc.eos_token_id, gc.bos_token_id = tok.pad_token_id, tok.eos_token_id, None
     return model, processor
+
+
+def tiny_qwen2_audio(**fields):
+    """``build_tiny_lalm(TinyLALMConfig(**fields))``: e.g. ``tiny_qwen2_audio(n_layers=2, n_heads=8, n_kv_heads=2)``."""
+    return build_tiny_lalm(TinyLALMConfig(**fields))
 
 
 def tiny_causal_lm(family: str = "qwen2", *, hidden_size: int = 64, n_layers: int = 3, n_heads: int = 8,

@@ -1,6 +1,6 @@
 """AHAMask training: learn one logit per decoder head of a frozen LALM, with no instruction in the prompt.
 
-Faithful to the official code (``paper.md`` §2) by default:
+Faithful to the official AHAMask code by default:
 
 * logits initialised N(4, 0.02) — every head starts on;
 * hard Gumbel-sigmoid with straight-through gradients, one noise sample per example; the official noise is
@@ -14,18 +14,16 @@ The official run is 90k steps at peak lr 1e-2; the default here is 500 steps at 
 logits can travel as far in a run of minutes (both are options).
 Only the mask logits train: the model is frozen and never receives a gradient.
 
-Data-parallel runs: launched with ``torchrun`` (or ``accelerate launch``), every process draws the same global
-batch and noise from the seed, keeps its own slice, and the mask logits sit in a
-:class:`~torch.nn.parallel.DistributedDataParallel` module that averages their gradients. Each rank's loss is
-its share of the global token-mean, so N processes optimise the same objective as one process on the same
-global batch; only rank 0 writes files.
+Data-parallel runs (``torchrun``, see :mod:`.distributed`): every process draws the same global batch and
+noise from the seed and keeps its slice; the logits sit in a ``DistributedDataParallel`` module that averages
+their gradients. :func:`mask_step` divides each process's summed cross-entropy by the *global* token count, so
+N processes optimise exactly what one process does on the same global batch; only rank 0 writes files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,10 +34,20 @@ import torch
 from .._atomic import atomic_path, write_text_atomic
 from ..errors import AhaError
 from ..masks import HeadMask
+from .distributed import current, is_checkpointing
+from .schedule import warmup_cosine
+
+TRAIN_VOICES = ("original", "all")
 
 
 @dataclass
 class MaskTrainConfig:
+    """Everything that determines a mask (plus ``threads`` and ``checkpoint_every``, which do not).
+
+    ``train_voices``: the speakers of the synthetic training clips — ``"original"``, espeak-ng's ten variants
+    m1–m6 / f1–f4 (120 speakers), or ``"all"``, the 444 speakers the embedded model was trained on.
+    """
+
     task: str
     steps: int = 500
     batch_size: int = 16
@@ -55,17 +63,19 @@ class MaskTrainConfig:
     init_mean: float = 4.0
     init_std: float = 0.02
     n_train: int = 2000
+    train_voices: str = "original"
     seed: int = 0
     threads: int = 1
     checkpoint_every: int = 100
 
     def __post_init__(self):
-        from ..data.tasks import ALL_TASKS
+        from ..data.tasks import check_task
 
+        check_task(self.task)
         if self.noise not in ("left-tail", "logistic"):
             raise AhaError(f"unknown noise {self.noise!r}; use left-tail or logistic")
-        if self.task not in ALL_TASKS:
-            raise AhaError(f"unknown task {self.task!r}; choose one of {', '.join(ALL_TASKS)}")
+        if self.train_voices not in TRAIN_VOICES:
+            raise AhaError(f"unknown training voices {self.train_voices!r}; use {' or '.join(TRAIN_VOICES)}")
         if self.steps <= 0 or self.batch_size <= 0 or self.n_train <= 0 or self.lr <= 0:
             raise AhaError("steps, batch size, training clips and lr must be positive")
         if self.lam < 0 or self.tau_end <= 0 or self.tau_start <= 0:
@@ -77,13 +87,18 @@ class MaskTrainConfig:
         return self.tau_end if step >= decay else self.tau_start + (self.tau_end - self.tau_start) * step / decay
 
     def learning_rate(self, step: int) -> float:
-        warm = max(1, int(self.warmup_frac * self.steps))
-        if step < warm:
-            return self.warmup_start_lr + (self.lr - self.warmup_start_lr) * step / warm
-        frac = (step - warm) / max(1, self.steps - warm)
-        return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * frac))
+        return warmup_cosine(step, self.steps, peak=self.lr, floor=self.min_lr,
+                             warmup=max(1, int(self.warmup_frac * self.steps)), start=self.warmup_start_lr)
+
+    def key(self, model_id: str | None, data: str) -> str:
+        """Digest of what determines the result: the config (less threads/checkpointing), model and data."""
+        d = asdict(self)
+        d.pop("checkpoint_every")
+        d.pop("threads")
+        return hashlib.sha256(json.dumps([d, model_id, data], sort_keys=True).encode()).hexdigest()[:16]
 
 
+# --------------------------------------------------------------------------------------------- the gates
 def sample_noise(shape, kind: str, generator: torch.Generator) -> torch.Tensor:
     u = torch.rand(shape, generator=generator).clamp_(1e-10, 1 - 1e-10)
     if kind == "left-tail":  # log of an Exp(1) sample: the official code's "Gumbel, left-tail"
@@ -112,185 +127,200 @@ class MaskGates(torch.nn.Module):
         return gumbel_sigmoid(self.logits.unsqueeze(0), tau, noise)
 
 
+# --------------------------------------------------------------------------------------------- one step
 def mask_step(lalm, gates_module, opt, inputs, noise: torch.Tensor, tau: float, lam: float):
-    """One single-process optimisation step of the mask: sample hard gates (one noise sample per example), CE of
-    the answer under them + λ · active heads, backward, AdamW. Returns ``(loss, ce, sampled active)``."""
+    """One optimisation step of the mask, for one process or one of N data-parallel ones.
+
+    ``noise`` ``[b, L, H]`` holds this process's examples (one sample each). The loss is the answer's summed
+    cross-entropy over the *global* token count, plus λ · active heads per example; DDP averages gradients,
+    hence the factor ``world`` (1 alone, where this is the plain token mean). Returns ``(loss, ce, sampled
+    active)`` of the global batch.
+    """
+    from ..models.adapters import IGNORE
+
+    dist, _, world, _ = current()
     gates = gates_module(noise, tau)
+    count = (inputs["labels"][:, 1:] != IGNORE).sum().to(lalm.device, torch.float64)
+    if dist is not None:
+        dist.all_reduce(count)
     opt.zero_grad(set_to_none=True)
     # backward inside the block: with gradient checkpointing the backward pass re-runs the forward, which
     # must see the same gates
     with lalm.masked(gates):
-        ce = lalm.loss(inputs)
-        active = gates.sum(dim=(1, 2)).mean()
-        loss = ce + lam * active
-        loss.backward()
+        ce = lalm.loss(inputs, reduction="sum") / count.clamp(min=1).float()
+        active = gates.sum() / (noise.shape[0] * world)
+        ((ce + lam * active) * world).backward()
     opt.step()
-    return loss, ce, active
+    parts = torch.stack([ce.detach(), active.detach()])
+    if dist is not None:
+        dist.all_reduce(parts)
+    return parts[0] + lam * parts[1], parts[0], parts[1]
 
 
-def _distributed():
-    """(torch.distributed or None, rank, world size) for the current process."""
-    import torch.distributed as dist
+# --------------------------------------------------------------------------------------------- run folder
+class RunFolder:
+    """``config.json``, ``metrics.jsonl`` (a line per step), ``checkpoint.pt`` (resumable), ``mask.safetensors``.
 
-    if dist.is_available() and dist.is_initialized():
-        return dist, dist.get_rank(), dist.get_world_size()
-    return None, 0, 1
-
-
-def _config_hash(cfg: MaskTrainConfig, model_id: str | None) -> str:
-    d = asdict(cfg)
-    d.pop("checkpoint_every")
-    d.pop("threads")
-    return hashlib.sha256(json.dumps([d, model_id], sort_keys=True).encode()).hexdigest()[:16]
-
-
-def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path, *, examples=None, progress: bool = True,
-               log=None) -> HeadMask:
-    """Train a mask for ``cfg.task`` on ``lalm`` (an :class:`~aha_interp.LALM`), writing ``run_dir``:
-    ``config.json``, ``metrics.jsonl`` (one line per step), ``checkpoint.pt`` (resumable) and ``mask.safetensors``.
-
-    ``examples``: (audio, target) training examples; by default ``cfg.n_train`` synthetic clips of the task
-    from the training voices. Runs with the same config resume from their checkpoint.
+    A folder holds one run, keyed by everything that determines it: resuming continues that run and nothing
+    else. Only the lead process (rank 0) writes.
     """
-    from ..data.tasks import make_examples
-    from ..models.batching import IGNORE, FastBatcher
 
-    torch.set_num_threads(cfg.threads)
-    dist, rank, world = _distributed()
-    if cfg.batch_size % world:
-        raise AhaError(f"batch size {cfg.batch_size} does not split over {world} processes; use a multiple of {world}")
-    lead = rank == 0  # only rank 0 writes files
-    run = Path(run_dir)
-    key = _config_hash(cfg, lalm.model_id)
-    if lead:
-        run.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run / "config.json", json.dumps({**asdict(cfg), "model": lalm.model_id, "config_hash": key,
-                                                          "world_size": world}, indent=1))
-    lalm.freeze()
-    checkpointing = getattr(lalm.model, "is_activation_checkpointing", None)  # transformers ≥ 5.x name
-    if checkpointing is None:
-        checkpointing = getattr(lalm.model, "is_gradient_checkpointing", False)
-    if not checkpointing:
-        lalm.model.eval()  # with checkpointing the caller left train mode on: transformers only recomputes there
-    if examples is None:
-        examples = make_examples(cfg.task, cfg.n_train, seed=cfg.seed, split="train")
-    if not examples:
-        raise AhaError("no training examples")
-    batcher = FastBatcher(lalm.processor) if lalm.kind == "qwen2-audio" else None
+    def __init__(self, path: str | Path, key: str, lead: bool = True):
+        self.path, self.key, self.lead = Path(path), key, lead
+        self.ckpt, self.metrics = self.path / "checkpoint.pt", self.path / "metrics.jsonl"
 
-    gen = torch.Generator().manual_seed(cfg.seed)
-    init = torch.empty(lalm.shape)
-    with torch.no_grad():
-        init.normal_(cfg.init_mean, cfg.init_std, generator=gen)
-    device = lalm.device
-    gates_module = MaskGates(init).to(device)
-    logits = gates_module.logits
-    opt = torch.optim.AdamW([logits], lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.999))
-    data_rng = np.random.default_rng(cfg.seed)
-    start = 0
-    ckpt_path = run / "checkpoint.pt"
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=True)
-        if ck.get("config_hash") == key:
+    def open(self, config: dict) -> None:
+        """Refuse a folder that holds another run; write ``config.json``."""
+        cfg_file = self.path / "config.json"
+        if cfg_file.exists() and (self.ckpt.exists() or self.metrics.exists()):
+            try:
+                old = json.loads(cfg_file.read_text()).get("config_hash")
+            except (OSError, ValueError, AttributeError):
+                old = None
+            if old != self.key:
+                raise AhaError(f"run folder {self.path} holds another run (its config, model or data differ); "
+                               "pass a new --run-dir, or delete the folder to start over")
+        if self.lead:
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(cfg_file, json.dumps({**config, "config_hash": self.key}, indent=1))
+
+    def resume(self, logits, opt, gen: torch.Generator, data_rng: np.random.Generator) -> int:
+        """Restore the state of the last checkpoint into the arguments; the step to continue from (0: fresh)."""
+        start = 0
+        if self.ckpt.exists():
+            ck = torch.load(self.ckpt, weights_only=True)
+            if ck.get("config_hash") != self.key:
+                raise AhaError(f"{self.ckpt} belongs to another run; delete it or pass a new --run-dir")
             with torch.no_grad():
                 logits.copy_(ck["logits"])
             opt.load_state_dict(ck["optimizer"])
             gen.set_state(ck["generator"])
             data_rng.bit_generator.state = json.loads(ck["data_rng"])
             start = int(ck["step"])
-    metrics_path = run / "metrics.jsonl"
-    if lead and metrics_path.exists():  # keep the lines up to the checkpoint we resume from (none on a fresh start)
-        kept = [l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["step"] <= start]
-        write_text_atomic(metrics_path, "".join(l + "\n" for l in kept))
-    gate_fn = gates_module
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
+        if self.lead and self.metrics.exists():  # keep the lines up to the checkpoint (none on a fresh start)
+            kept = [l for l in self.metrics.read_text().splitlines() if l and json.loads(l)["step"] <= start]
+            write_text_atomic(self.metrics, "".join(l + "\n" for l in kept))
+        return start
 
-        # averages the logits' gradient over the processes
-        gate_fn = DistributedDataParallel(gates_module, device_ids=[device.index] if device.type == "cuda" else None)
-    share = cfg.batch_size // world
-    mine = slice(rank * share, (rank + 1) * share)
-
-    bar = None
-    if progress and lead:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.steps, initial=start, desc=f"mask {cfg.task}", leave=False)
-    t0 = time.time()
-    for step in range(start, cfg.steps):
-        # every rank draws the whole global batch and noise (same seed), then keeps its slice
-        idx = data_rng.integers(0, len(examples), cfg.batch_size)
-        noise = sample_noise((cfg.batch_size, *lalm.shape), cfg.noise, gen).to(device)  # drawn on the CPU: same bits anywhere
-        batch_ex = [examples[i] for i in idx[mine]]
-        audios = [e.audio for e in batch_ex]
-        targets = [e.target for e in batch_ex]
-        if batcher is not None:
-            inputs, _ = batcher(audios, [None] * len(batch_ex), targets)
-        else:
-            inputs = lalm.build_inputs(audios, None, targets)
-        tau, lr = cfg.tau(step), cfg.learning_rate(step)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        if world == 1:
-            loss, ce, active = mask_step(lalm, gate_fn, opt, inputs, noise, tau, cfg.lam)
-        else:
-            gates = gate_fn(noise[mine], tau)  # one sample per example, as the official code
-            # this rank's share of the global token-mean; DDP averages gradients, hence the factor `world`
-            count = (inputs["labels"][:, 1:] != IGNORE).sum().to(device, torch.float64)
-            dist.all_reduce(count)
-            opt.zero_grad(set_to_none=True)
-            with lalm.masked(gates):
-                ce_part = lalm.loss(inputs, reduction="sum") / count.clamp(min=1).float()
-                active_part = gates.sum() / cfg.batch_size
-                ((ce_part + cfg.lam * active_part) * world).backward()
-            opt.step()
-            parts = torch.stack([ce_part.detach(), active_part.detach()])
-            dist.all_reduce(parts)
-            ce, active = parts[0], parts[1]
-            loss = ce + cfg.lam * active
-        n_on = int((logits.detach() >= 0).sum())
-        rec = {"step": step + 1, "loss": round(loss.item(), 5), "ce": round(ce.item(), 5), "tau": round(tau, 4),
-               "lr": round(lr, 6), "active": n_on, "sampled_active": round(active.item(), 2)}
-        if lead:
-            with open(metrics_path, "a") as f:
+    def log(self, rec: dict) -> None:
+        if self.lead:
+            with open(self.metrics, "a") as f:
                 f.write(json.dumps(rec) + "\n")
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{rec['loss']:.3f}", tau=f"{tau:.2f}", active=n_on)
-        if log is not None and lead and (step + 1) % 50 == 0:
-            log(json.dumps(rec))
-        if lead and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
-            with atomic_path(ckpt_path) as tmp:
-                torch.save({"logits": logits.detach().cpu().clone(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                            "data_rng": json.dumps(data_rng.bit_generator.state), "step": step + 1,
-                            "config_hash": key}, tmp)
-    if bar is not None:
-        bar.close()
-    final = _read_metrics(metrics_path)
+
+    def checkpoint(self, step: int, logits, opt, gen: torch.Generator, data_rng: np.random.Generator) -> None:
+        if self.lead:
+            with atomic_path(self.ckpt) as tmp:
+                torch.save({"logits": logits.detach().cpu().clone(), "optimizer": opt.state_dict(),
+                            "generator": gen.get_state(), "data_rng": json.dumps(data_rng.bit_generator.state),
+                            "step": step, "config_hash": self.key}, tmp)
+
+    def last_metrics(self) -> dict:
+        try:
+            lines = self.metrics.read_text().strip().splitlines()
+            return json.loads(lines[-1]) if lines else {}
+        except OSError:
+            return {}
+
+
+def data_digest(examples) -> str:
+    """Digest of the training examples' audio and targets: a run folder is keyed by the data it trained on."""
+    h = hashlib.sha256()
+    for e in examples:
+        h.update(np.ascontiguousarray(e.audio, dtype=np.float32).tobytes())
+        h.update(e.target.encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------- the loop
+def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path, *, examples=None, progress: bool = True,
+               log=None) -> HeadMask:
+    """Train a mask for ``cfg.task`` on ``lalm`` (an :class:`~aha_interp.LALM`) in the run folder ``run_dir``
+    (see :class:`RunFolder`); a folder with a checkpoint of the same run resumes from it.
+
+    ``examples``: (audio, target) training examples; by default ``cfg.n_train`` synthetic clips of the task
+    from ``cfg.train_voices``. Returns the mask (logits ``[n_layers, n_heads]``).
+    """
+    from ..data.tasks import make_examples
+
+    torch.set_num_threads(cfg.threads)
+    _, rank, world, _ = current()
+    if cfg.batch_size % world:
+        raise AhaError(f"batch size {cfg.batch_size} does not split over {world} processes; use a multiple of {world}")
+    if examples is None:
+        examples = make_examples(cfg.task, cfg.n_train, seed=cfg.seed, split="train",
+                                 extra_voices=cfg.train_voices == "all")
+    if not examples:
+        raise AhaError("no training examples")
+    run = RunFolder(run_dir, cfg.key(lalm.model_id, data_digest(examples)), lead=rank == 0)
+    run.open({**asdict(cfg), "model": lalm.model_id, "n_examples": len(examples), "world_size": world})
+    lalm.freeze()
+    if not is_checkpointing(lalm.model):
+        lalm.model.eval()  # with checkpointing the caller left train mode on: transformers only recomputes there
+
+    gen = torch.Generator().manual_seed(cfg.seed)
+    init = torch.empty(lalm.shape)
+    with torch.no_grad():
+        init.normal_(cfg.init_mean, cfg.init_std, generator=gen)
+    gates = MaskGates(init).to(lalm.device)
+    opt = torch.optim.AdamW([gates.logits], lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.999))
+    data_rng = np.random.default_rng(cfg.seed)
+    start = run.resume(gates.logits, opt, gen, data_rng)
+    t0 = time.time()
+    _loop(lalm, cfg, examples, gates, opt, gen, data_rng, run, start, progress, log)
+    final = run.last_metrics()
     mask = HeadMask(
-        logits.detach().cpu(),
-        model=lalm.model_id,
-        task=cfg.task,
-        lam=cfg.lam,
+        gates.logits.detach().cpu(), model=lalm.model_id, task=cfg.task, lam=cfg.lam,
         tau={"start": cfg.tau_start, "end": cfg.tau_end, "decay_frac": cfg.tau_decay_frac},
-        seed=cfg.seed,
-        steps=cfg.steps,
-        threshold=0.0,
-        source=str(run),
+        seed=cfg.seed, steps=cfg.steps, threshold=0.0, source=str(run.path),
         extra={"noise": cfg.noise, "lr": cfg.lr, "batch_size": cfg.batch_size, "n_train": len(examples),
-               "init": [cfg.init_mean, cfg.init_std], "final_loss": final.get("loss"), "final_ce": final.get("ce"),
+               "train_voices": cfg.train_voices, "init": [cfg.init_mean, cfg.init_std],
+               "final_loss": final.get("loss"), "final_ce": final.get("ce"),
                "train_seconds": round(time.time() - t0, 1)},
     )
-    if lead:
-        mask.save(run / "mask.safetensors")
+    if run.lead:
+        mask.save(run.path / "mask.safetensors")
+    dist = current()[0]
     if dist is not None:
         dist.barrier()  # no rank returns before rank 0 has written the mask
     return mask
 
 
-def _read_metrics(path: Path) -> dict:
-    try:
-        lines = path.read_text().strip().splitlines()
-        return json.loads(lines[-1]) if lines else {}
-    except OSError:
-        return {}
+def _loop(lalm, cfg: MaskTrainConfig, examples, gates: MaskGates, opt, gen, data_rng, run: RunFolder, start: int,
+          progress: bool, log) -> None:
+    """Steps ``start … cfg.steps - 1``: draw the global batch and noise, keep this process's slice, step, record."""
+    _, rank, world, _ = current()
+    gate_fn = gates
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        dev = lalm.device
+        gate_fn = DistributedDataParallel(gates, device_ids=[dev.index] if dev.type == "cuda" else None)
+    share = cfg.batch_size // world
+    mine = slice(rank * share, (rank + 1) * share)
+    bar = None
+    if progress and run.lead:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=start, desc=f"mask {cfg.task}", leave=False)
+    for step in range(start, cfg.steps):
+        idx = data_rng.integers(0, len(examples), cfg.batch_size)
+        noise = sample_noise((cfg.batch_size, *lalm.shape), cfg.noise, gen)  # on the CPU: the same bits anywhere
+        batch = [examples[i] for i in idx[mine]]
+        inputs = lalm.build_inputs([e.audio for e in batch], None, [e.target for e in batch])
+        tau, lr = cfg.tau(step), cfg.learning_rate(step)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss, ce, active = mask_step(lalm, gate_fn, opt, inputs, noise[mine].to(lalm.device), tau, cfg.lam)
+        n_on = int((gates.logits.detach() >= 0).sum())
+        rec = {"step": step + 1, "loss": round(loss.item(), 5), "ce": round(ce.item(), 5), "tau": round(tau, 4),
+               "lr": round(lr, 6), "active": n_on, "sampled_active": round(active.item(), 2)}
+        run.log(rec)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{rec['loss']:.3f}", tau=f"{tau:.2f}", active=n_on)
+        if log is not None and run.lead and (step + 1) % 50 == 0:
+            log(json.dumps(rec))
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            run.checkpoint(step + 1, gates.logits, opt, gen, data_rng)
+    if bar is not None:
+        bar.close()

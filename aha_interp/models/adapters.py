@@ -1,0 +1,147 @@
+"""Model adapters: how a family builds its prompt (with or without an instruction), inserts audio, appends the
+answer and its labels, and pads — one way, one return type.
+
+``adapter.batch(audios, instructions, targets)`` returns a ``dict`` of tensors, left-padded, with explicit
+``position_ids`` (so a padded row computes what it would alone) and, with targets, ``labels`` that are ``-100``
+except on the answer tokens (answer + end-of-turn). The trainer, the evaluator and ``reproduce`` only call this.
+
+* :class:`Qwen2AudioAdapter` — ``Qwen2AudioProcessor`` + the chat template; the batch is built directly
+  (batched torch log-mel, one tokenizer call per row) and equals the processor's own output, which
+  :meth:`Qwen2AudioAdapter.reference_batch` computes as the tests' oracle.
+* :class:`CausalLMAdapter` — a text ``…ForCausalLM`` and its tokenizer (the HeadsUp setting).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import AhaError
+
+IGNORE = -100
+
+
+def n_audio_tokens(valid: np.ndarray) -> np.ndarray:
+    """Audio tokens Qwen2-Audio's processor inserts for ``valid`` mel frames."""
+    return (((valid - 1) // 2 + 1) - 2) // 2 + 1
+
+
+def with_positions(batch: dict) -> dict:
+    batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    return batch
+
+
+def left_pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    width = max(map(len, rows))
+    return torch.tensor([[value] * (width - len(r)) + r for r in rows])
+
+
+class Qwen2AudioAdapter:
+    """Qwen2-Audio's prompt format: a user turn with one audio placeholder (and the instruction, if any)."""
+
+    kind = "qwen2-audio"
+    audio_token = "<|AUDIO|>"
+    eos_token = "<|im_end|>"
+
+    def __init__(self, processor):
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        fe = processor.feature_extractor
+        self.sampling_rate = int(fe.sampling_rate)
+        self.n_samples = int(fe.n_samples)
+        self.n_mels = int(fe.feature_size)  # 80 for the tiny models, 128 for Qwen2-Audio-7B
+        self._prompts: dict = {}
+
+    def prompt(self, instruction: str | None, text: str | None = None) -> str:
+        """The prompt string the model sees before its answer (``<|AUDIO|>`` once, expanded per clip)."""
+        if instruction not in self._prompts:
+            content: list[dict] = [{"type": "audio", "audio": "<audio>"}]
+            if instruction:
+                content.append({"type": "text", "text": instruction})
+            self._prompts[instruction] = self.processor.apply_chat_template(
+                [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
+        return self._prompts[instruction]
+
+    def batch(self, audios: Sequence[np.ndarray], instructions: Sequence[str | None],
+              targets: Sequence[str] | None = None, texts=None) -> dict[str, torch.Tensor]:
+        from ..data.features import log_mel, valid_frames
+
+        if audios is None:
+            raise AhaError("a qwen2-audio model needs audio: build_inputs(audio=[waveform, …])")
+        lengths = np.array([min(len(a), self.n_samples) for a in audios])
+        fmask = valid_frames(lengths, self.n_samples)
+        n_tok = n_audio_tokens(fmask.sum(-1).numpy())
+        rows, labels = [], []
+        for i, instr in enumerate(instructions):
+            text = self.prompt(instr).replace(self.audio_token, self.audio_token * int(n_tok[i]))
+            ids = self.tokenizer(text, add_special_tokens=False).input_ids
+            lab = [IGNORE] * len(ids)
+            if targets is not None:
+                t = self.tokenizer(targets[i] + self.eos_token, add_special_tokens=False).input_ids
+                ids, lab = ids + t, lab + t
+            rows.append(ids)
+            labels.append(lab)
+        attn = left_pad([[1] * len(r) for r in rows], 0)
+        batch = {"input_ids": left_pad(rows, self.tokenizer.pad_token_id), "attention_mask": attn,
+                 "input_features": log_mel(audios, self.n_samples, self.n_mels), "feature_attention_mask": fmask}
+        if targets is not None:
+            batch["labels"] = left_pad(labels, IGNORE)
+        return with_positions(batch)
+
+    def reference_batch(self, audios, instructions, targets=None, texts=None) -> dict[str, torch.Tensor]:
+        """The same batch through ``Qwen2AudioProcessor`` clip by clip: slow, the oracle :meth:`batch` must equal."""
+        prompts = [self.prompt(i) for i in instructions]
+        enc = dict(self.processor(text=prompts, audio=[np.asarray(a, dtype=np.float32) for a in audios],
+                                  return_tensors="pt", padding=True, sampling_rate=self.sampling_rate))
+        if targets is not None:
+            enc = append_targets(enc, targets, self.tokenizer, self.eos_token)
+        return with_positions(enc)
+
+
+class CausalLMAdapter:
+    """A text decoder: the instruction and the text as one user turn (through the chat template if there is one)."""
+
+    kind = "causal-lm"
+    sampling_rate = None
+
+    def __init__(self, tokenizer):
+        self.processor = self.tokenizer = tokenizer
+        self.eos_token = tokenizer.eos_token
+
+    def prompt(self, instruction: str | None, text: str | None = None) -> str:
+        body = "\n".join(s for s in (instruction, text) if s)
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": body}],
+                                                      add_generation_prompt=True, tokenize=False)
+        return body
+
+    def batch(self, audios, instructions, targets=None, texts=None) -> dict[str, torch.Tensor]:
+        texts = list(texts) if texts is not None else [None] * len(instructions)
+        prompts = [self.prompt(i, t) for i, t in zip(instructions, texts)]
+        enc = dict(self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True))
+        if targets is not None:
+            enc = append_targets(enc, targets, self.tokenizer, self.eos_token)
+        return with_positions(enc)
+
+
+def append_targets(batch: dict, targets: Sequence[str], tok, eos: str) -> dict:
+    """Append each row's answer (+ ``eos``) after its prompt tokens, re-pad on the left, label the answer."""
+    ids, am = batch["input_ids"], batch["attention_mask"]
+    rows, labels = [], []
+    for i, t in enumerate(targets):
+        prompt_ids = ids[i][am[i].bool()]
+        tgt = torch.tensor(tok(t + eos, add_special_tokens=False).input_ids, dtype=ids.dtype)
+        rows.append(torch.cat([prompt_ids, tgt]))
+        labels.append(torch.cat([torch.full_like(prompt_ids, IGNORE), tgt]))
+    width = max(len(r) for r in rows)
+    out = dict(batch)
+    out["input_ids"] = torch.stack([F.pad(r, (width - len(r), 0), value=tok.pad_token_id) for r in rows])
+    out["labels"] = torch.stack([F.pad(l, (width - len(l), 0), value=IGNORE) for l in labels])
+    out["attention_mask"] = torch.stack([F.pad(torch.ones_like(r), (width - len(r), 0)) for r in rows])
+    return out
+
+
+ADAPTERS = {a.kind: a for a in (Qwen2AudioAdapter, CausalLMAdapter)}
