@@ -112,11 +112,9 @@ def table_job(plan: Plan, task: str, condition: str) -> EvalJob:
 
 
 def _higher_is_better(task: str) -> bool:
-    from ..evaluation import metrics
+    from ..evaluation.metrics import metric_for
 
-    # METRICS is being re-keyed by metric name, with metric_for(task) to look a task's metric up
-    spec = metrics.metric_for(task) if hasattr(metrics, "metric_for") else metrics.METRICS[task]
-    return spec.higher_is_better
+    return metric_for(task).higher_is_better
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
