@@ -126,6 +126,7 @@ def test_mask_step_gradient_is_the_same_under_gradient_checkpointing(mini_model,
     torch.testing.assert_close(grads[1], grads[0], atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_gpu_smoke_benchmark_runs_on_a_tiny_config():
     import subprocess
     import sys
@@ -223,3 +224,26 @@ def test_asv_probe_scores_speaker_pairs(mini_model, monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "argv", [str(script), "--model", str(tmp_path / "missing")])
     with pytest.raises(SystemExit, match="^error: "):
         runpy.run_path(str(script), run_name="__main__")
+
+
+def test_a_run_folder_only_resumes_its_own_run(mini_model, tmp_path, monkeypatch):
+    """Resume must continue the same run: other data (labels flipped) is refused in an explicit folder, and the
+    default folder is keyed by config, model and data, so it cannot pick up another run either."""
+    import dataclasses
+
+    from aha_interp.errors import AhaError
+    from aha_interp.training.mask import train_mask
+
+    lalm = load_model(mini_model)
+    ex = make_examples("gr", 6, seed=0)
+    flipped = [dataclasses.replace(e, target="male" if e.target == "female" else "female") for e in ex]
+    cfg = MaskTrainConfig(task="gr", steps=2, batch_size=2)
+    train_mask(lalm, cfg, tmp_path / "run", examples=ex, progress=False)
+    with pytest.raises(AhaError, match="holds another run"):
+        train_mask(lalm, cfg, tmp_path / "run", examples=flipped, progress=False)
+    with pytest.raises(AhaError, match="holds another run"):
+        train_mask(lalm, dataclasses.replace(cfg, steps=3), tmp_path / "run", examples=ex, progress=False)
+    monkeypatch.chdir(tmp_path)
+    a = train_mask(lalm, cfg, examples=ex, progress=False)
+    b = train_mask(lalm, cfg, examples=flipped, progress=False)
+    assert a.meta.source != b.meta.source and len(list((tmp_path / "runs").iterdir())) == 2

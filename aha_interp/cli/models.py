@@ -13,11 +13,11 @@ from typing import Annotated, Optional
 import typer
 
 from ..data.prompts import VARIATION_TYPES
+from ..data.speech import TRAIN_VOICES
 from ..errors import AhaError
 from ..evaluation.evaluate import CONDITIONS
 from ._common import TASK_LIST, Fmt, ModelOpt, OutTable, check_task, emit, log, table_format, task_option
 
-TRAIN_VOICES = ("original", "all")
 PROMPT_TYPES = ("seen", *VARIATION_TYPES)
 SPLITS = ("train", "test")
 #: the recipe ``build-model`` trains when no --config is given (the shipped model's own)
@@ -31,14 +31,15 @@ def train(
                                       show_default=False)],
     model: ModelOpt = "tiny",
     run_dir: Annotated[Optional[Path], typer.Option(help="Run folder: config.json, metrics.jsonl, checkpoints "
-                                                         "(default: runs/mask-<task>-s<seed>). Same config resumes.")] = None,
+                                                         "(default: runs/mask-<task>-s<seed>-<run key>). The same "
+                                                         "run resumes; a folder of another run is refused.")] = None,
     steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 500,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 16,
     lr: Annotated[float, typer.Option(help="Peak learning rate (official: 1e-2 over 90k steps).")] = 0.1,
     lam: Annotated[float, typer.Option("--lam", help="Sparsity penalty λ per active head.")] = 0.0,
     noise: Annotated[str, typer.Option(help="Gumbel noise: left-tail (official) or logistic.")] = "left-tail",
     tau_end: Annotated[float, typer.Option(help="Final temperature (official code 0.05; paper text 0.5).")] = 0.05,
-    n_train: Annotated[int, typer.Option(help="Training clips (synthetic, training voices).")] = 2000,
+    n_train: Annotated[int, typer.Option(help="Synthetic training clips (see --train-voices).")] = 2000,
     train_voices: Annotated[str, typer.Option(metavar="original|all", help="Voices of the synthetic training clips: "
                                               "original (the ten original espeak-ng voice variants) or all (every "
                                               "training speaker of the shipped tiny model).")] = "original",
@@ -96,8 +97,7 @@ def train(
         lalm = load_model(model, dtype=dtype, device=device, attn_implementation=attn)
         if grad_ckpt:
             enable_checkpointing(lalm.model)
-        mask = train_mask(lalm, cfg, run_dir or Path("runs") / f"mask-{task}-s{seed}", examples=examples,
-                          progress=not quiet)
+        mask = train_mask(lalm, cfg, run_dir, examples=examples, progress=not quiet)
         if rank == 0:
             mask.save(out)
             log(f"wrote {out}: {mask}")

@@ -55,6 +55,8 @@ class Voice:
 
 
 DEFAULT_PITCHES = (35, 50, 65)
+#: the voices a mask's synthetic training clips can use: the ten original variants, or all 444 training speakers
+TRAIN_VOICES = ("original", "all")
 
 
 def voices(split: str = "train", extra: bool = False) -> list[Voice]:

@@ -35,9 +35,8 @@ from .._atomic import atomic_path, write_text_atomic
 from ..errors import AhaError
 from ..masks import HeadMask
 from .distributed import current, is_checkpointing
+from ..data.speech import TRAIN_VOICES
 from .schedule import warmup_cosine
-
-TRAIN_VOICES = ("original", "all")
 
 
 @dataclass
@@ -232,10 +231,11 @@ def data_digest(examples) -> str:
 
 
 # --------------------------------------------------------------------------------------------- the loop
-def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path, *, examples=None, progress: bool = True,
-               log=None) -> HeadMask:
+def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *, examples=None,
+               progress: bool = True, log=None) -> HeadMask:
     """Train a mask for ``cfg.task`` on ``lalm`` (an :class:`~aha_interp.LALM`) in the run folder ``run_dir``
-    (see :class:`RunFolder`); a folder with a checkpoint of the same run resumes from it.
+    (see :class:`RunFolder`; default ``runs/mask-<task>-s<seed>-<run key>``); a folder with a checkpoint of the
+    same run resumes from it, and one of another run is refused.
 
     ``examples``: (audio, target) training examples; by default ``cfg.n_train`` synthetic clips of the task
     from ``cfg.train_voices``. Returns the mask (logits ``[n_layers, n_heads]``).
@@ -251,7 +251,8 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path, *, examples=None
                                  extra_voices=cfg.train_voices == "all")
     if not examples:
         raise AhaError("no training examples")
-    run = RunFolder(run_dir, cfg.key(lalm.model_id, data_digest(examples)), lead=rank == 0)
+    key = cfg.key(lalm.model_id, data_digest(examples))
+    run = RunFolder(run_dir or Path("runs") / f"mask-{cfg.task}-s{cfg.seed}-{key[:8]}", key, lead=rank == 0)
     run.open({**asdict(cfg), "model": lalm.model_id, "n_examples": len(examples), "world_size": world})
     lalm.freeze()
     if not is_checkpointing(lalm.model):
