@@ -3,12 +3,13 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-MASKS   ?= ../shared/official-masks/salmonn-13b
+# the released SALMONN masks: found by themselves ($$AHA_OFFICIAL_MASKS, masks/salmonn-13b); MASKS=DIR overrides
+MASKS   ?=
 # 1 thread: on a busy 2-core machine, 2 OpenMP threads can be far slower than one.
 export OMP_NUM_THREADS ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: setup test test-slow reproduce reproduce-fast figures figures-salmonn notebooks bench clean
+.PHONY: setup test test-fast test-slow reproduce reproduce-fast figures figures-salmonn notebooks bench clean
 
 setup: $(STAMP)
 
@@ -21,8 +22,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import aha_interp, pytest, nbclient"
 	touch $(STAMP)
 
+# everything CI runs; `test-fast` skips the slow tests (torchrun, notebook execution, long training),
+# `test-slow` runs only those
 test: setup
 	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
@@ -38,7 +44,7 @@ reproduce-fast: setup
 figures: reproduce
 
 figures-salmonn: setup
-	$(BIN)/python -m aha_interp.reproduce.salmonn --masks $(MASKS) --out figures/salmonn
+	$(BIN)/aha-interp figures salmonn $(if $(MASKS),--masks $(MASKS)) --out figures/salmonn
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -7,9 +7,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from aha_interp import HeadMask
 from aha_interp.cli import main
+
+pytestmark = pytest.mark.slow  # torchrun: two processes start, each loads torch and the model
 
 ARGS = ["train", "--task", "gr", "--steps", "8", "--batch-size", "4", "--n-train", "12", "--quiet", "--lr", "0.5"]
 
