@@ -170,68 +170,76 @@ def make_examples(task: str, n: int, seed: int = 0, split: str = "train", noise:
     check_task(task)
     rng = np.random.default_rng([seed, ALL_TASKS.index(task), 0 if split == "train" else 1])
     pool = voices(split, extra=extra_voices)
-    males = [v for v in pool if v.gender == "male"]
-    females = [v for v in pool if v.gender == "female"]
-    plans = []  # (utterances to synthesise, assembler(waves) -> (audio, target, meta))
-
-    for _ in range(n):
-        voice = pool[rng.integers(len(pool))]
-        if task in SPEECH_TASKS:
-            words = _words(rng)
-            utt = _utt(words, voice, _neutral(rng))
-            meta = {"words": words, "gender": voice.gender, "speaker": voice.speaker_id}
-            plans.append(([utt], None, target_for(task, meta), meta))
-        elif task == "ser":
-            emotion = list(EMOTIONS)[rng.integers(len(EMOTIONS))]
-            shift, prange, rate, gain = EMOTIONS[emotion]
-            prosody = (shift + int(rng.integers(-2, 3)), max(0, prange + int(rng.integers(-5, 6))),
-                       rate + int(rng.integers(-10, 11)), gain * float(rng.uniform(0.9, 1.1)))
-            plans.append(([_utt(_words(rng), voice, prosody)], None, emotion, {"emotion": emotion}))
-        elif task == "asv":
-            same = bool(rng.integers(2))
-            other = voice
-            while not same and other == voice:
-                other = pool[rng.integers(len(pool))]
-            utts = [_utt(_words(rng, 1, 2), voice, _neutral(rng)), _utt(_words(rng, 1, 2), other, _neutral(rng))]
-            plans.append((utts, "concat", "yes" if same else "no",
-                          {"same": same, "genders": (voice.gender, other.gender),
-                           "speakers": (voice.speaker_id, other.speaker_id)}))
-        elif task == "osr":
-            m, f = males[rng.integers(len(males))], females[rng.integers(len(females))]
-            wm, wf = _words(rng, 1, 2), _words(rng, 1, 2)
-            utts = [_utt(wm, m, _neutral(rng)), _utt(wf, f, _neutral(rng))]
-            plans.append((utts, "overlap", f"{wm} / {wf}", {"male": wm, "female": wf}))
-        elif task == "aac":
-            names = list(EVENTS)
-            k = int(rng.integers(1, 3))
-            events = [names[i] for i in rng.choice(len(names), size=k, replace=False)]
-            caption = " then ".join(("a " + e if e != "clicks" else e) for e in events)
-            plans.append(([], ("scene", events), caption, {"events": events}))
-
-    flat = [u for utts, _, _, _ in plans for u in utts]
+    plans = [_plan(task, rng, pool) for _ in range(n)]  # every plan is drawn before any clip is assembled
+    flat = [u for plan in plans for u in plan.utterances]
     waves = iter(say_many(flat)) if flat else iter(())
-    out = []
-    for utts, how, target, meta in plans:
-        parts = [next(waves) for _ in utts]
-        if how is None:
-            audio = parts[0]
-        elif how == "concat":
-            audio = np.concatenate([parts[0], np.zeros(int(0.1 * SAMPLE_RATE), np.float32), parts[1]])
-            meta = {**meta, "cut": len(parts[0]) + int(0.05 * SAMPLE_RATE)}  # mid-silence, before the lead-in shift
-        elif how == "overlap":
-            offset = int(rng.uniform(0.0, 0.4) * SAMPLE_RATE)
-            length = max(len(parts[0]), len(parts[1]) + offset)
-            audio = pad_or_trim(parts[0], length) + pad_or_trim(parts[1], length, offset)
-        else:
-            audio = _scene(how[1], rng)
-        start = int(rng.integers(0, 1600))  # up to 0.1 s of leading silence
-        audio = pad_or_trim(audio, min(len(audio) + start, CLIP_SAMPLES), start)
-        if "cut" in meta:  # sample where the second utterance's speaker takes over, in the final clip
-            meta = {**meta, "cut": min(meta["cut"] + start, len(audio))}
-        audio = audio + rng.normal(scale=noise, size=audio.size).astype(np.float32)
-        meta = {**meta, "truncated": len(audio) >= CLIP_SAMPLES}
-        out.append(Example(task, np.clip(audio, -1, 1).astype(np.float32), target, meta))
-    return out
+    return [_assemble(task, plan, [next(waves) for _ in plan.utterances], rng, noise) for plan in plans]
+
+
+@dataclass
+class _Plan:
+    """One clip before synthesis: what to say, how to join it (``None``, ``concat``, ``overlap`` or ``scene``)."""
+
+    utterances: list
+    how: str | None
+    target: str
+    meta: dict
+
+
+def _plan(task: str, rng, pool: list[Voice]) -> _Plan:
+    voice = pool[rng.integers(len(pool))]
+    if task in SPEECH_TASKS:
+        words = _words(rng)
+        meta = {"words": words, "gender": voice.gender, "speaker": voice.speaker_id}
+        return _Plan([_utt(words, voice, _neutral(rng))], None, target_for(task, meta), meta)
+    if task == "ser":
+        emotion = list(EMOTIONS)[rng.integers(len(EMOTIONS))]
+        shift, prange, rate, gain = EMOTIONS[emotion]
+        prosody = (shift + int(rng.integers(-2, 3)), max(0, prange + int(rng.integers(-5, 6))),
+                   rate + int(rng.integers(-10, 11)), gain * float(rng.uniform(0.9, 1.1)))
+        return _Plan([_utt(_words(rng), voice, prosody)], None, emotion, {"emotion": emotion})
+    if task == "asv":
+        same = bool(rng.integers(2))
+        other = voice
+        while not same and other == voice:
+            other = pool[rng.integers(len(pool))]
+        utts = [_utt(_words(rng, 1, 2), voice, _neutral(rng)), _utt(_words(rng, 1, 2), other, _neutral(rng))]
+        return _Plan(utts, "concat", "yes" if same else "no", {"same": same, "genders": (voice.gender, other.gender),
+                                                               "speakers": (voice.speaker_id, other.speaker_id)})
+    if task == "osr":
+        males = [v for v in pool if v.gender == "male"]
+        females = [v for v in pool if v.gender == "female"]
+        m, f = males[rng.integers(len(males))], females[rng.integers(len(females))]
+        wm, wf = _words(rng, 1, 2), _words(rng, 1, 2)
+        return _Plan([_utt(wm, m, _neutral(rng)), _utt(wf, f, _neutral(rng))], "overlap", f"{wm} / {wf}",
+                     {"male": wm, "female": wf})
+    names = list(EVENTS)  # aac
+    events = [names[i] for i in rng.choice(len(names), size=int(rng.integers(1, 3)), replace=False)]
+    caption = " then ".join(("a " + e if e != "clicks" else e) for e in events)
+    return _Plan([], "scene", caption, {"events": events})
+
+
+def _assemble(task: str, plan: _Plan, parts: list[np.ndarray], rng, noise: float) -> Example:
+    """The clip from its synthesised utterances: joined, shifted by up to 0.1 s of silence, noise added."""
+    meta = plan.meta
+    if plan.how is None:
+        audio = parts[0]
+    elif plan.how == "concat":
+        audio = np.concatenate([parts[0], np.zeros(int(0.1 * SAMPLE_RATE), np.float32), parts[1]])
+        meta = {**meta, "cut": len(parts[0]) + int(0.05 * SAMPLE_RATE)}  # mid-silence, before the lead-in shift
+    elif plan.how == "overlap":
+        offset = int(rng.uniform(0.0, 0.4) * SAMPLE_RATE)
+        length = max(len(parts[0]), len(parts[1]) + offset)
+        audio = pad_or_trim(parts[0], length) + pad_or_trim(parts[1], length, offset)
+    else:
+        audio = _scene(meta["events"], rng)
+    start = int(rng.integers(0, 1600))  # up to 0.1 s of leading silence
+    audio = pad_or_trim(audio, min(len(audio) + start, CLIP_SAMPLES), start)
+    if "cut" in meta:  # sample where the second utterance's speaker takes over, in the final clip
+        meta = {**meta, "cut": min(meta["cut"] + start, len(audio))}
+    audio = audio + rng.normal(scale=noise, size=audio.size).astype(np.float32)
+    meta = {**meta, "truncated": len(audio) >= CLIP_SAMPLES}
+    return Example(task, np.clip(audio, -1, 1).astype(np.float32), plan.target, meta)
 
 
 # ----------------------------------------------------------------------------- SALMONN manifests

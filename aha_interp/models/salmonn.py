@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import AhaError
+
 
 class SalmonnStyle(nn.Module):
     """speech encoder → window-level Q-Former → projector → causal LM.
@@ -62,7 +64,7 @@ class SalmonnStyle(nn.Module):
         speech = self.encode_speech(input_features).to(embeds.dtype)
         slots = (input_ids == self.audio_token_id).unsqueeze(-1)
         if int(slots.sum()) != speech.numel() // speech.shape[-1]:
-            raise ValueError(f"input_ids hold {int(slots.sum())} audio slots, the speech encoder made "
+            raise AhaError(f"input_ids hold {int(slots.sum())} audio slots, the speech encoder made "
                              f"{speech.shape[0] * speech.shape[1]} embeddings")
         return embeds.masked_scatter(slots, speech)
 
