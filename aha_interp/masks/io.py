@@ -184,22 +184,10 @@ def load_mask(
         return mask.with_meta(**fields) if fields else mask
 
     if suffix in (".pth", ".pt", ".bin"):
-        obj = _torch_load(path)
-        tensor = _find_tensor(obj, path)
-        official = isinstance(obj, dict) and "model" in obj
-        if tensor.is_floating_point():
-            tensor = tensor.float()
-        arr = tensor.detach().cpu().numpy()
+        arr, official = _read_torch(path)
         source_format = "ahamask-official" if official else "torch"
     elif suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except ValueError as e:
-            raise AhaError(f"cannot read {path} as a plain numpy array ({str(e).splitlines()[0]})") from None
-        except (OSError, EOFError) as e:
-            raise AhaError(f"cannot read {path} as .npy ({e}); the file may be truncated") from None
-        official = False
-        source_format = "numpy"
+        arr, official, source_format = _read_npy(path), False, "numpy"
     else:
         raise AhaError(f"unsupported mask file {path}: expected one of {', '.join(SUFFIXES)}")
 
@@ -211,6 +199,24 @@ def load_mask(
         source=str(path),
         extra={"source_format": source_format},
     )
+
+
+def _read_torch(path: Path) -> tuple[np.ndarray, bool]:
+    """The mask array in a torch checkpoint, and whether it is the official AHAMask layout."""
+    obj = _torch_load(path)
+    tensor = _find_tensor(obj, path)
+    if tensor.is_floating_point():
+        tensor = tensor.float()  # bf16/fp16 logits load as float32
+    return tensor.detach().cpu().numpy(), isinstance(obj, dict) and "model" in obj
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise AhaError(f"cannot read {path} as a plain numpy array ({str(e).splitlines()[0]})") from None
+    except (OSError, EOFError) as e:
+        raise AhaError(f"cannot read {path} as .npy ({e}); the file may be truncated") from None
 
 
 def load_masks(paths, **kwargs: Any) -> dict[str, HeadMask]:
