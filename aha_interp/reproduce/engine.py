@@ -7,6 +7,7 @@ the result) and returns one row per job.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -79,6 +80,7 @@ _WORKER: dict = {}
 
 
 def _worker_init(model: str, mask_dir: str, threads: int) -> None:
+    _ignore_sigint()
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -87,6 +89,16 @@ def _worker_init(model: str, mask_dir: str, threads: int) -> None:
     hf_logging.disable_progress_bar()  # the run's own bar is the progress display; workers' bars would interleave
     torch.set_num_threads(threads)
     _WORKER.update(lalm=load_model(model), load=loader(mask_dir), examples={})
+
+
+def _ignore_sigint() -> None:
+    """In a worker process: Ctrl-C is the parent's to handle. A terminal sends it to the whole process group;
+    the parent then terminates the workers (a worker's own KeyboardInterrupt would only print a traceback)."""
+    import multiprocessing
+    import signal
+
+    if multiprocessing.parent_process() is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _examples(task: str, n: int, seed: int, pool: int = 0):
@@ -120,22 +132,82 @@ def _run_job(job: EvalJob) -> dict:
             "prompt": res.get("prompt", ""), "seconds": res["seconds"]}
 
 
-def _results(todo: list[tuple[str, EvalJob]], model: str, mask_dir: Path, workers: int) -> Iterator[tuple[str, dict]]:
-    """``(key, row)`` of each job as it finishes: in this process (``workers <= 1``) or in ``workers`` processes."""
-    if workers <= 1:
-        _worker_init(model, str(mask_dir), 1)
-        for k, job in todo:
-            yield k, _run_job(job)
-        return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+class _InProcess:
+    """The jobs one after another in this process (``workers <= 1``)."""
 
-    # spawn, not fork: a forked copy of a process that has run torch can deadlock in OpenMP
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                             initargs=(model, str(mask_dir), 1)) as pool:
-        futures = {pool.submit(_run_job, job): k for k, job in todo}
-        for fut in as_completed(futures):
-            yield futures[fut], fut.result()
+    def __init__(self, todo: list[tuple[str, EvalJob]], model: str, mask_dir: Path):
+        self.todo, self.model, self.mask_dir = todo, model, mask_dir
+
+    def __iter__(self) -> Iterator[tuple[str, dict]]:
+        _worker_init(self.model, str(self.mask_dir), 1)
+        for k, job in self.todo:
+            yield k, _run_job(job)
+
+    def stop(self) -> list[tuple[str, dict]]:
+        return []
+
+
+class _Pool:
+    """The jobs in ``workers`` processes; :meth:`stop` ends them at once and returns the results already in.
+
+    Spawned, not forked: a forked copy of a process that has run torch can deadlock in OpenMP. The workers
+    start with SIGINT ignored, so that a Ctrl-C (which a terminal sends to the whole process group) is handled
+    by this process alone, which then terminates them: no worker tracebacks, no work computed for nothing."""
+
+    def __init__(self, todo: list[tuple[str, EvalJob]], model: str, mask_dir: Path, workers: int):
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                        initargs=(model, str(mask_dir), 1))
+        self.yielded: set = set()
+        self.futures: dict = {}
+        with _sigint_ignored():  # submit() spawns the workers, which inherit the ignored SIGINT from the start
+            for k, job in todo:
+                self.futures[self.pool.submit(_run_job, job)] = k
+
+    def __iter__(self) -> Iterator[tuple[str, dict]]:
+        from concurrent.futures import as_completed
+
+        for fut in as_completed(self.futures):
+            self.yielded.add(fut)
+            yield self.futures[fut], fut.result()
+
+    def stop(self) -> list[tuple[str, dict]]:
+        """Cancel the jobs not started, terminate the workers; the finished results not yielded yet."""
+        processes = list((self.pool._processes or {}).values())
+        manager = self.pool._executor_manager_thread
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for p in processes:
+            if p.is_alive():
+                p.terminate()
+        for p in processes:
+            p.join(timeout=10)
+        if manager is not None:
+            manager.join(timeout=10)
+        return [(k, fut.result()) for fut, k in self.futures.items()
+                if fut not in self.yielded and fut.done() and not fut.cancelled() and fut.exception() is None]
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored in this block (only the main thread may set handlers; elsewhere it does nothing)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _runner(todo: list[tuple[str, EvalJob]], model: str, mask_dir: Path, workers: int):
+    """What runs ``todo``: iterating it gives ``(key, row)`` of each job as it finishes; ``stop()`` at the end."""
+    return _InProcess(todo, model, mask_dir) if workers <= 1 else _Pool(todo, model, mask_dir, workers)
 
 
 # --------------------------------------------------------------------------------------------- cache
@@ -143,7 +215,8 @@ def read_cache(cache: Path) -> dict[str, dict]:
     """The cached rows by key."""
     if not cache.exists():
         return {}
-    done = pd.read_csv(cache, keep_default_na=False, na_values=[""])
+    # text columns read as text: an all-empty one would otherwise come back as float NaNs
+    done = pd.read_csv(cache, keep_default_na=False, na_values=[""], dtype={c: str for c in TEXT_COLUMNS})
     for col in TEXT_COLUMNS:
         if col in done:
             done[col] = done[col].fillna("").astype(str)
@@ -180,9 +253,9 @@ def _evaluate(todo, rows: dict, *, model, mask_dir, cache, workers, progress) ->
     todo = sorted(todo, key=lambda kj: (-kj[1].n, kj[1].task))
     bar = tqdm(total=len(todo), desc="evaluations", disable=not progress, smoothing=0.05)
     last_save = time.time()
-    results = _results(todo, model, mask_dir, workers)
+    runner = _runner(todo, model, mask_dir, workers)
     try:
-        for k, row in results:
+        for k, row in runner:
             rows[k] = {"key": k, **row}
             bar.update(1)
             bar.set_postfix_str(f"{row['task']} {row['condition']}")
@@ -190,6 +263,7 @@ def _evaluate(todo, rows: dict, *, model, mask_dir, cache, workers, progress) ->
                 write_cache(cache, rows)
                 last_save = time.time()
     finally:  # keep what finished, even when a job fails or the run is interrupted
-        results.close()  # shuts the worker pool down
+        for k, row in runner.stop():  # the workers stop at once; results that came in meanwhile are kept
+            rows[k] = {"key": k, **row}
         bar.close()
         write_cache(cache, rows)
