@@ -3,11 +3,14 @@
 The commands live by concern: :mod:`.masks` (import, info, analyze, plot, figures, fetch-masks),
 :mod:`.models` (train, eval, data, build-model) and :mod:`.reproduce`; :mod:`._common` holds what they share.
 Every command and group takes ``-h``/``--help`` and shows examples. Errors in the input print one line
-(``error: …``) and exit 2; no half-written output file is left behind (all writes are atomic).
+(``error: …``) and exit 2, before any model is loaded (numbers, seeds and output paths are checked first); no
+half-written output file is left behind (all writes are atomic). Ctrl-C prints one line saying what was kept and
+how to go on (``interrupted: …``) and exits 130.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Annotated
 
@@ -17,7 +20,7 @@ from ..errors import AhaError
 from . import masks as _masks
 from . import models as _models
 from . import reproduce as _reproduce
-from ._common import CONTEXT
+from ._common import CONTEXT, Interrupted, interrupt_line, on_interrupt
 
 _SETTINGS = dict(no_args_is_help=True, context_settings=CONTEXT)
 
@@ -62,6 +65,21 @@ def _root(
 
 
 # ----------------------------------------------------------------------------- registration
+def _interruptible(fn):
+    """Ctrl-C inside the command becomes :class:`Interrupted`, whose line says what was kept.
+
+    Typer turns a KeyboardInterrupt that reaches it into a silent exit 130; this one passes through it."""
+
+    @functools.wraps(fn)
+    def command(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted(interrupt_line()) from None
+
+    return command
+
+
 for _app, _name, _fn in [
     (app, "import", _masks.import_),
     (app, "info", _masks.info),
@@ -81,19 +99,23 @@ for _app, _name, _fn in [
     (app, "build-model", _models.build_model),
     (app, "reproduce", _reproduce.reproduce),
 ]:
-    _app.command(_name, context_settings=CONTEXT)(_fn)
+    _app.command(_name, context_settings=CONTEXT)(_interruptible(_fn))
 
 
 # ----------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: one-line errors, exit 2 for bad input."""
+    """Console entry point: one-line errors, exit 2 for bad input, 130 (with a line) for Ctrl-C."""
     try:  # recent typer vendors its own copy of click
         from typer._click import exceptions as click  # type: ignore[import-not-found]
     except ImportError:  # pragma: no cover
         from click import exceptions as click
 
+    on_interrupt(None)
     try:
         result = app(args=argv, prog_name="aha-interp", standalone_mode=False)
+    except Interrupted as e:
+        typer.echo(str(e), err=True)
+        return 130
     except AhaError as e:
         typer.echo(f"error: {e}", err=True)
         return 2
@@ -105,13 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"error: {e.format_message()} (see `{cmd} --help`)", err=True)
         return 2
     except KeyboardInterrupt:
-        typer.echo("aborted", err=True)
+        typer.echo(interrupt_line(), err=True)
         return 130
     except click.ClickException as e:
         typer.echo(f"error: {e.format_message()}", err=True)
         return e.exit_code or 1
     except BrokenPipeError:  # `aha-interp analyze … | head`
         return 0
+    if result == 130:  # Typer's own silent exit for a Ctrl-C outside a command (while parsing)
+        typer.echo(interrupt_line(), err=True)
     return result if isinstance(result, int) else 0
 
 

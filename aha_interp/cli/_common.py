@@ -5,9 +5,11 @@ Light on purpose: importing this (and so ``aha_interp.cli``) pulls in neither to
 
 from __future__ import annotations
 
+import math
 import sys
+import tempfile
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional, Union
 
 import typer
 
@@ -55,6 +57,89 @@ def check_task(task: str) -> str:
     return task
 
 
+#: the largest count or seed accepted: every seed and count fits numpy's and torch's generators and int32 indices
+INT_MAX = 2**31 - 1
+
+
+def count(option: str, value: int, low: int = 1, high: int = INT_MAX) -> int:
+    """A whole-number option within ``[low, high]`` (by default: positive)."""
+    if not low <= value <= high:
+        raise AhaError(f"{option} must be a whole number from {low} to {high}, got {value}")
+    return value
+
+
+def seed(option: str, value: int) -> int:
+    if not 0 <= value <= INT_MAX:
+        raise AhaError(f"{option} must be a whole number from 0 to {INT_MAX}, got {value}")
+    return value
+
+
+def number(option: str, value: float, *, low: float = 0.0, high: float, low_open: bool = True) -> float:
+    """A finite real option within ``(low, high]`` (``[low, high]`` with ``low_open=False``)."""
+    ok = math.isfinite(value) and (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        span = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise AhaError(f"{option} must be a finite number in {span}, got {value}")
+    return value
+
+
+# ----------------------------------------------------------------------------- output paths
+def _writable_ancestor(path: Path, option: str, target: Path) -> None:
+    """The nearest existing folder at or above ``path`` must be a folder this process can write in."""
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        raise AhaError(f"{option} {target}: {p} is a file, not a folder; choose a path under a folder")
+    try:  # an anonymous temporary file: the one sure test (root passes os.access on read-only mounts)
+        with tempfile.TemporaryFile(dir=p):
+            pass
+    except OSError as e:
+        raise AhaError(f"{option} {target}: cannot write in {p} ({e.strerror or e}); "
+                       "choose a folder you can write to") from None
+
+
+def out_file(path: Path, option: str = "--out") -> Path:
+    """Check, before any work, that ``path`` can be written as a file: not a folder, under folders one can write in."""
+    if path.is_dir():
+        raise AhaError(f"{option} {path} is a folder; give a file name, e.g. {path / ('out' + path.suffix)}"
+                       if path.suffix else f"{option} {path} is a folder; give a file name")
+    _writable_ancestor(path.parent, option, path)
+    return path
+
+
+def out_dir(path: Path, option: str = "--out") -> Path:
+    """Check, before any work, that ``path`` is (or can be made) a folder one can write in."""
+    if path.exists() and not path.is_dir():
+        raise AhaError(f"{option} {path} is a file, not a folder; give a folder")
+    _writable_ancestor(path, option, path)
+    return path
+
+
+# ----------------------------------------------------------------------------- interrupts
+class Interrupted(Exception):
+    """Ctrl-C in a command, with the one line that says what was kept and how to go on (exit 130)."""
+
+
+GENERIC_INTERRUPT = ("files already written are complete (each is written whole or not at all); "
+                     "run the command again")
+_NOTE: list = [None]
+
+
+def on_interrupt(note: Union[str, Callable[[], str], None]) -> None:
+    """What the interrupt line says for the running command: a sentence, or a function that writes it then."""
+    _NOTE[0] = note
+
+
+def interrupt_line() -> str:
+    note = _NOTE[0]
+    try:
+        text = note() if callable(note) else note
+    except Exception:  # noqa: BLE001 - the line must come out whatever the state
+        text = None
+    return f"interrupted: {text or GENERIC_INTERRUPT}"
+
+
 TABLE_FORMATS = ("csv", "md", "json")
 _SUFFIX_FORMATS = {f".{f}": f for f in TABLE_FORMATS}
 
@@ -72,6 +157,7 @@ def table_format(fmt: Optional[str], out: Optional[Path]) -> str:
     if fmt is not None and fmt != by_suffix:
         raise AhaError(f"--format {fmt} contradicts --out {out.name} (a {out.suffix} file holds {by_suffix}); "
                        "drop --format or change the suffix")
+    out_file(out)
     return by_suffix
 
 
@@ -109,6 +195,7 @@ def check_figure(out: Path) -> None:
 
     if out.suffix.lower() not in FORMATS:
         raise AhaError(f"cannot save a figure as {out.suffix or 'a file without suffix'}: use one of {', '.join(FORMATS)}")
+    out_file(out)
 
 
 def save(fig, out: Path) -> None:

@@ -13,7 +13,7 @@ import typer
 
 from ..errors import AhaError
 from ._common import (FETCH_DIR, Composites, Fmt, Heads, Layers, MaskA, MaskArg, MaskArgs, MaskB, OutFig, OutTable,
-                      Preset, check_figure, emit, load, log, mpl, save, table_format)
+                      Preset, check_figure, emit, load, log, mpl, on_interrupt, out_dir, out_file, save, table_format)
 
 
 # ----------------------------------------------------------------------------- import, info
@@ -41,6 +41,7 @@ def import_(
         raise AhaError(f"--out must end in .safetensors, or .pth/.pt for the official layout; got {out.name}")
     if out.resolve() == src.resolve():
         raise AhaError(f"--out {out} would overwrite the input; choose another file name")
+    out_file(out)
     mask = load_mask(src, preset=preset, n_layers=layers, n_heads=heads, task=task, model=model)
     if out.suffix.lower() == ".safetensors":
         mask.save(out)
@@ -249,8 +250,10 @@ def figures_salmonn(
       aha-interp figures salmonn --masks masks/salmonn-13b
       aha-interp figures salmonn --masks masks/salmonn-13b --out figures/salmonn
     """
+    out_dir(out)
     from ..reproduce.salmonn import build
 
+    on_interrupt(f"the files already written to {out} are complete; run the command again to write them all")
     t0 = time.perf_counter()
     written = build(str(masks) if masks is not None else None, out, log=log)
     log(f"wrote {len(written)} files to {out} in {time.perf_counter() - t0:.1f} s")
@@ -272,10 +275,10 @@ def fetch_masks(
       aha-interp fetch-masks --out masks/salmonn-13b
     Then: aha-interp figures salmonn --masks masks/salmonn-13b
     """
-    if out.exists() and not out.is_dir():
-        raise AhaError(f"--out {out} is a file, not a folder")
+    out_dir(out)
     from ..masks.fetch import fetch_salmonn_masks
 
+    on_interrupt(f"the masks already in {out} are complete and verified; run the command again to fetch the rest")
     written = fetch_salmonn_masks(out, source=source, log=log)
     n = sum(p.suffix == ".pth" for p in written)
     log(f"{n} verified masks in {out}; use them with `aha-interp figures salmonn --masks {out}` "

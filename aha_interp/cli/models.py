@@ -7,6 +7,7 @@ argument costs no model load and ``aha-interp info`` never pays for them.
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,12 +17,57 @@ from ..data.prompts import VARIATION_TYPES
 from ..data.speech import TRAIN_VOICES
 from ..errors import AhaError
 from ..evaluation.evaluate import CONDITIONS
-from ._common import TASK_LIST, Fmt, ModelOpt, OutTable, check_task, emit, log, table_format, task_option
+from ._common import (TASK_LIST, Fmt, ModelOpt, OutTable, check_task, count, emit, log, number, on_interrupt,
+                      out_dir, out_file, seed as check_seed, table_format, task_option)
 
 PROMPT_TYPES = ("seen", *VARIATION_TYPES)
 SPLITS = ("train", "test")
 #: the recipe ``build-model`` trains when no --config is given (the shipped model's own)
 SHIPPED_RECIPE = Path(__file__).resolve().parents[1] / "assets" / "tiny-lalm" / "training.json"
+#: the most torch threads an option accepts (beyond it torch overflows or the machine thrashes)
+MAX_THREADS = 1024
+#: ranges of train's real options: wide enough for any sensible run, narrow enough that nothing overflows float32
+MAX_LR, MAX_LAM, TAU_RANGE = 1e3, 1e6, (1e-4, 1e3)
+
+
+def _check_device_dtype(device: Optional[str], dtype: Optional[str]) -> None:
+    """--device and --dtype, checked before the model is loaded (torch is imported only when either is given)."""
+    if device is None and dtype is None:
+        return
+    import torch
+
+    if dtype is not None:
+        dt = getattr(torch, dtype, None)
+        if not (isinstance(dt, torch.dtype) and dt.is_floating_point):
+            raise AhaError(f"--dtype {dtype!r} is not a torch floating dtype; use float32, bfloat16 or float16")
+    if device is not None:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, ValueError):
+            raise AhaError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise AhaError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+            if dev.index is not None and dev.index >= torch.cuda.device_count():
+                raise AhaError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        elif dev.type == "mps" and not torch.backends.mps.is_available():
+            raise AhaError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+
+
+def _train_interrupt_note(run_dir: Optional[Path], since: float) -> str:
+    """The interrupt line of ``train``: the run folder (given, or the default one this command opened) and
+    whether it holds a checkpoint to resume from."""
+    folder = run_dir
+    if folder is None:  # the default folder is named by the run's key: the newest config.json opened since the start
+        opened = [(c.stat().st_mtime, c.parent) for c in Path("runs").glob("*/config.json")
+                  if c.stat().st_mtime >= since - 1]
+        folder = max(opened)[1] if opened else None
+    if folder is None or not (folder / "config.json").exists():
+        return "training had not started; nothing was written; run the same command to start"
+    if (folder / "checkpoint.pt").exists():
+        return f"the run folder {folder} keeps the last checkpoint; run the same command to resume"
+    return (f"the run folder {folder} holds no checkpoint yet (one is written every 100 steps and at the end); "
+            "run the same command to start again")
 
 
 # ----------------------------------------------------------------------------- train
@@ -73,6 +119,19 @@ def train(
         raise AhaError("--train-voices picks the voices of synthetic clips; it does not apply with --manifest")
     if out.suffix != ".safetensors":
         raise AhaError(f"--out must end in .safetensors, got {out.name}")
+    count("--steps", steps)
+    count("--batch-size", batch_size)
+    count("--n-train", n_train)
+    check_seed("--seed", seed)
+    count("--threads", threads, high=MAX_THREADS)
+    number("--lr", lr, high=MAX_LR)
+    number("--lam", lam, high=MAX_LAM, low_open=False)
+    number("--tau-end", tau_end, low=TAU_RANGE[0], high=TAU_RANGE[1], low_open=False)
+    out_file(out)
+    out_dir(run_dir if run_dir is not None else Path("runs"), "--run-dir")
+    _check_device_dtype(device, dtype)
+    started = time.time()
+    on_interrupt(lambda: _train_interrupt_note(run_dir, started))
 
     from ..training.mask import MaskTrainConfig, train_mask
 
@@ -89,6 +148,11 @@ def train(
 
     from ..models.lalm import load_model
     from ..training.distributed import enable_checkpointing, init_distributed
+
+    if quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # the weights' loading bar too
 
     dist, rank, _world, local_rank = init_distributed()
     if device == "cuda" and dist is not None:
@@ -140,8 +204,16 @@ def eval_(
         raise AhaError(f"unknown prompt type {prompt_type!r}; choose one of {', '.join(PROMPT_TYPES)}")
     if condition in ("mask", "random") and mask is None:
         raise AhaError(f"condition {condition!r} needs a mask (--mask FILE)")
-    if n <= 0 or beams <= 0 or threads <= 0:
-        raise AhaError("--n, --beams and --threads must be positive")
+    count("--n", n)
+    check_seed("--seed", seed)
+    count("--beams", beams)
+    count("--threads", threads, high=MAX_THREADS)
+    if mask is not None and condition not in ("mask", "random"):
+        raise AhaError(f"--mask applies to the conditions mask and random, not {condition!r}; drop it")
+    if prompt_type != "seen" and condition != "instruction":
+        raise AhaError(f"--prompt-type applies to --condition instruction (condition {condition!r} has no "
+                       "instruction); drop it")
+    on_interrupt("nothing was written; run the command again")
     from ..masks import load_mask
 
     m = load_mask(mask) if mask is not None else None
@@ -174,10 +246,13 @@ def data(
       aha-interp data asr --n 50 --split test --seed 1 --out data/asr-test
     """
     check_task(task)
-    if n <= 0:
-        raise AhaError("--n must be positive")
+    count("--n", n)
+    check_seed("--seed", seed)
     if split not in SPLITS:
         raise AhaError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    out_dir(out)
+    on_interrupt(f"{out / 'manifest.json'} was not written (clips under {out / 'wav'} may be partial); "
+                 "run the command again")
     from ..data.tasks import make_examples, write_manifest
 
     path = write_manifest(make_examples(task, n, seed=seed, split=split), out)
@@ -185,6 +260,26 @@ def data(
 
 
 # ----------------------------------------------------------------------------- build-model
+#: a week: a longer budget is a typo (the shipped model trained 42 minutes)
+MAX_MINUTES = 7 * 24 * 60
+
+
+def _check_recipe(cfg, recipe: Path) -> None:
+    """What EmbeddedConfig leaves open: NaN/inf reals (its ``x <= 0`` checks let NaN through), seeds and threads."""
+    import math
+
+    reals = {k: getattr(cfg, k) for k in ("minutes", "lr", "min_lr", "aux_weight", "free_frac", "speaker_aux",
+                                          "asv_aux")}
+    reals.update({f"task_weights.{k}": v for k, v in cfg.task_weights.items()})
+    bad = sorted(k for k, v in reals.items() if not (isinstance(v, (int, float)) and math.isfinite(v)))
+    if bad:
+        raise AhaError(f"recipe {recipe}: {', '.join(bad)} must be finite numbers")
+    if not 0 < cfg.minutes <= MAX_MINUTES:
+        raise AhaError(f"recipe {recipe}: minutes must be in (0, {MAX_MINUTES}], got {cfg.minutes}")
+    if not (isinstance(cfg.seed, int) and 0 <= cfg.seed <= 2**31 - 1):
+        raise AhaError(f"recipe {recipe}: seed must be a whole number from 0 to {2**31 - 1}, got {cfg.seed!r}")
+    if not (isinstance(cfg.threads, int) and 1 <= cfg.threads <= MAX_THREADS):
+        raise AhaError(f"recipe {recipe}: threads must be a whole number from 1 to {MAX_THREADS}, got {cfg.threads!r}")
 def build_model(
     name: Annotated[str, typer.Argument(help="Which embedded model: tiny.")] = "tiny",
     config: Annotated[Optional[Path], typer.Option("--config", help="The recipe: a JSON file of EmbeddedConfig "
@@ -206,10 +301,13 @@ def build_model(
       aha-interp build-model tiny --out runs/tiny-lalm --minutes 5 --n-eval 20
       aha-interp build-model tiny --config runs/tiny-lalm/training.json --seed 1 --out runs/tiny-lalm-s1
     """
-    if minutes is not None and not minutes > 0:
-        raise AhaError(f"--minutes must be positive, got {minutes}")
-    if n_eval <= 0:
-        raise AhaError(f"--n-eval must be positive, got {n_eval}")
+    if out is not None:
+        out_dir(out)
+    if minutes is not None:
+        number("--minutes", minutes, high=MAX_MINUTES)
+    if seed is not None:
+        check_seed("--seed", seed)
+    count("--n-eval", n_eval)
     recipe = config or SHIPPED_RECIPE
     if not recipe.is_file():
         raise AhaError(f"--config {recipe}: no such file")
@@ -227,8 +325,15 @@ def build_model(
     overrides = {k: v for k, v in (("minutes", minutes), ("seed", seed)) if v is not None}
     if overrides:
         cfg = dataclasses.replace(cfg, **overrides)
-    target = out or EMBEDDED_MODELS[name]
+    _check_recipe(cfg, recipe)
+    target = out_dir(Path(out or EMBEDDED_MODELS[name]))
+    phase = ["training"]
+    on_interrupt(lambda: f"the model in {target} is unchanged (a model is saved only when its training ends); "
+                         "run the command again to train from the start" if phase[0] == "training" else
+                         f"the model was saved in {target}; the report was cut short: "
+                         f"`aha-interp eval --model {target} …` scores it")
     trained = train_embedded(target, cfg, log=log)
+    phase[0] = "report"
     log(f"trained {trained['steps']} steps in {trained['minutes']} min -> {target}")
     lalm = load_model(target)
     rows = []

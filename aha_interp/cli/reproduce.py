@@ -9,7 +9,10 @@ import typer
 
 from ..errors import AhaError
 from ..reproduce.paper import EXPERIMENTS
-from ._common import FETCH_DIR, ModelOpt, log
+from ._common import FETCH_DIR, ModelOpt, count, log, on_interrupt, out_dir
+
+#: more worker processes than this is a typo (each loads its own copy of the model)
+MAX_WORKERS = 256
 
 
 def reproduce(
@@ -40,13 +43,23 @@ def reproduce(
       aha-interp reproduce --only jaccard --only layers --out figures
       aha-interp reproduce --retrain --workers 2
     """
-    from ..reproduce.paper import reproduce as run
-
-    if workers < 1:
-        raise AhaError("--workers must be at least 1")
+    count("--workers", workers, high=MAX_WORKERS)
     unknown = sorted(set(only or ()) - set(EXPERIMENTS))
     if unknown:
         raise AhaError(f"unknown experiment(s) {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}")
+    out = out_dir(out if out is not None else Path("runs/reproduce-fast" if fast else "figures"))
+    if retrain:
+        out_dir(masks, "--masks")
+    if salmonn_masks is not None:  # given, they must be there (by default the figures are skipped where they are not)
+        from ..masks.official import official_masks_dir
+
+        official_masks_dir(salmonn_masks)
+    cache = out / "cache" / "evals.csv"
+    on_interrupt(f"finished evaluations are kept in {cache}; run it again to continue"
+                 + (" (masks already retrained are kept too)" if retrain else ""))
+
+    from ..reproduce.paper import reproduce as run
+
     run(out, fast=fast, retrain_masks=retrain, mask_dir=masks, model=model, workers=workers,
         experiments=tuple(only) if only else EXPERIMENTS, salmonn_masks=str(salmonn_masks) if salmonn_masks else None,
         progress=not quiet, log=log)
