@@ -34,6 +34,8 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, fmt: str | None = Non
     """Write ``df`` to ``path`` (format from ``fmt`` or the suffix: .csv, .md, .json)."""
     path = Path(path)
     fmt = fmt or path.suffix.lstrip(".").lower()
+    if not fmt:
+        raise AhaError(f"cannot tell the table format of {path}: end the file name in .csv, .md or .json")
     write_text_atomic(path, format_table(df, fmt, **kw))
     return path
 

@@ -34,14 +34,16 @@ def test_binary_masks_round_trip(tmp_path):
 
 
 def test_failed_save_leaves_nothing(tmp_path, monkeypatch, rng):
-    import safetensors.numpy
+    from pathlib import Path
 
-    def boom(*a, **k):
-        open(a[1], "wb").write(b"partial")
+    real = Path.write_bytes
+
+    def boom(self, data):
+        real(self, data[:7])  # a partial temp file
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.numpy, "save_file", boom)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(Path, "write_bytes", boom)
+    with pytest.raises(AhaError, match="cannot write .*x.safetensors: disk full; choose another --out"):
         random_mask(rng).save(tmp_path / "x.safetensors")
     assert os.listdir(tmp_path) == []
 

@@ -53,12 +53,65 @@ class MaskMeta:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "MaskMeta":
+    def from_dict(cls, d: Any, what: str = "mask metadata") -> "MaskMeta":
+        """The metadata in a JSON object (as read from a file); wrong types raise :class:`AhaError`.
+
+        Keys that are not fields go into ``extra``.
+        """
+        if not isinstance(d, dict):
+            raise AhaError(f"{what} must be a JSON object, not {_json_kind(d)}{_FIX}")
         known = {f.name for f in dataclasses.fields(cls)}
-        extra = dict(d.get("extra") or {})
-        extra.update({k: v for k, v in d.items() if k not in known})
-        kw = {k: v for k, v in d.items() if k in known and k != "extra"}
+        kw = {k: _check_field(k, v, what) for k, v in d.items() if k in known and k != "extra"}
+        extra = d.get("extra")
+        if extra is None:
+            extra = {}
+        if not isinstance(extra, dict):
+            raise AhaError(f"{what}: field 'extra' must be a JSON object, not {_json_kind(extra)}{_FIX}")
+        extra = {**extra, **{k: v for k, v in d.items() if k not in known}}
         return cls(**kw, extra=extra)
+
+
+_FIX = "; fix it, or write the file again with HeadMask.save or aha-interp import"
+
+
+def _json_kind(v: Any) -> str:
+    """How a JSON value reads in an error message (``a list``, ``the string 'abc'``)."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return f"the boolean {str(v).lower()}"
+    if isinstance(v, (int, float)):
+        return f"the number {v!r}"[:60]
+    if isinstance(v, str):
+        return f"the string {v[:40]!r}"
+    return {dict: "an object", list: "a list"}.get(type(v), f"a {type(v).__name__}")
+
+
+# field -> (test, what it must be); None is allowed for every field but the threshold
+_FIELD_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "model": (lambda v: isinstance(v, str), "a string"),
+    "task": (lambda v: isinstance(v, str), "a string"),
+    "source": (lambda v: isinstance(v, str), "a string"),
+    "lam": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "tau": (lambda v: isinstance(v, dict), "an object"),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "steps": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "threshold": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v == v, "a number (not NaN)"),
+}
+
+
+def _check_field(name: str, value: Any, what: str) -> Any:
+    test, kind = _FIELD_TYPES[name]
+    if value is None and name != "threshold":
+        return None
+    if not test(value):
+        raise AhaError(f"{what}: field {name!r} must be {kind}, not {_json_kind(value)}{_FIX}")
+    if name in ("lam", "threshold"):
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float range
+            raise AhaError(f"{what}: field {name!r} is out of range{_FIX}") from None
+    return value
 
 
 def _as_logits(values: Any, what: str) -> np.ndarray:
@@ -323,12 +376,11 @@ class HeadMask:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
-        """Write ``path`` as safetensors (tensor ``logits``, JSON metadata). The write is atomic."""
-        from safetensors.numpy import save_file
-
-        metadata = {"format": FORMAT_TAG, "aha_interp": json.dumps(self.meta.to_dict(), sort_keys=True)}
+        """Write ``path`` as safetensors (tensor ``logits``, JSON metadata). The write is atomic, and
+        the same mask always gives the same bytes."""
+        data = safetensors_bytes(self._logits, {"format": FORMAT_TAG, "aha_interp": _meta_json(self.meta, path)})
         with atomic_path(path) as tmp:
-            save_file({"logits": np.ascontiguousarray(self._logits)}, str(tmp), metadata=metadata)
+            tmp.write_bytes(data)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "HeadMask":
@@ -337,31 +389,117 @@ class HeadMask:
 
 
 # ------------------------------------------------------------------ the safetensors format
-def load_safetensors(path: str | os.PathLike) -> "HeadMask":
-    """Read a mask written by :meth:`HeadMask.save` (tensor ``logits``, JSON metadata)."""
-    from safetensors import SafetensorError, safe_open
+# https://github.com/huggingface/safetensors#format: u64 little-endian header length N, N bytes of a JSON
+# header {"__metadata__": {str: str}, name: {"dtype", "shape", "data_offsets": [begin, end]}}, then the data.
+# aha-interp writes and reads it itself: the library's writer orders the metadata keys at random (a Rust
+# HashMap), so two saves of one mask differed, and its numpy reader cannot read bf16.
 
+#: dtypes a ``logits`` tensor may have (all are read as float32)
+_FLOAT_DTYPES = {"F16": "<f2", "BF16": "<u2", "F32": "<f4", "F64": "<f8"}
+_MAX_HEADER = 100_000_000  # the safetensors library's own limit
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, os.PathLike):
+        return os.fspath(v)
+    raise TypeError(f"a {type(v).__name__}")
+
+
+def _meta_json(meta: MaskMeta, path: Any) -> str:
+    try:
+        return json.dumps(meta.to_dict(), sort_keys=True, default=_json_default)
+    except (TypeError, ValueError) as e:
+        raise AhaError(f"cannot save {path}: its metadata holds {e}, which JSON cannot store; "
+                       "use strings, numbers, lists and dicts with string keys") from None
+
+
+def safetensors_bytes(logits: np.ndarray, metadata: dict[str, str]) -> bytes:
+    """A safetensors file holding the float32 tensor ``logits`` and ``metadata``, byte-for-byte
+    deterministic (keys in the order given; header padded with spaces to 8 bytes, as the library does)."""
+    data = np.ascontiguousarray(logits, dtype="<f4").tobytes()
+    header = {"__metadata__": dict(metadata),
+              "logits": {"dtype": "F32", "shape": list(logits.shape), "data_offsets": [0, len(data)]}}
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    raw += b" " * (-len(raw) % 8)
+    return len(raw).to_bytes(8, "little") + raw + data
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, str], np.ndarray]:
+    """The metadata and float32 ``logits`` of a safetensors file; any defect raises :class:`AhaError`."""
+    bad = f"cannot read {path} as safetensors"
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            if len(head) < 8:
+                raise AhaError(f"{bad} (only {len(head)} bytes); the file is truncated or not a mask")
+            n = int.from_bytes(head, "little")
+            if n > min(_MAX_HEADER, size - 8):
+                raise AhaError(f"{bad} (its header claims {n} bytes, the file has {size}); "
+                               "the file is truncated or not a safetensors file")
+            try:
+                header = json.loads(f.read(n).decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                raise AhaError(f"{bad} (its header is not valid JSON); the file is corrupted or not a safetensors file") from None
+            if not isinstance(header, dict):
+                raise AhaError(f"{bad} (its header is not a JSON object); the file is corrupted or not a safetensors file")
+            metadata = header.get("__metadata__") or {}
+            if not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
+                raise AhaError(f"{bad} (its __metadata__ is not a map of strings); the file is corrupted")
+            entry = header.get("logits")
+            if not isinstance(entry, dict):
+                found = sorted(k for k in header if k != "__metadata__")[:8]
+                raise AhaError(f"{path} has no 'logits' tensor (found {found}); is it an aha-interp mask?")
+            dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+            if dtype not in _FLOAT_DTYPES:
+                raise AhaError(f"{path}: the 'logits' tensor has dtype {str(dtype)[:20]}; a mask holds float logits "
+                               f"({', '.join(_FLOAT_DTYPES)}); convert it to float32 and save it again")
+            if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+                raise AhaError(f"{bad} (the 'logits' shape {str(shape)[:40]} is not a list of sizes); the file is corrupted")
+            if len(shape) != 2 or 0 in shape:
+                raise AhaError(f"{path}: the 'logits' tensor has shape {tuple(shape)}; a mask is "
+                               "[n_layers, n_heads], both at least 1")
+            nbytes = shape[0] * shape[1] * np.dtype(_FLOAT_DTYPES[dtype]).itemsize
+            if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
+                    and 0 <= offsets[0] and offsets[1] - offsets[0] == nbytes):
+                raise AhaError(f"{bad} (the 'logits' offsets {str(offsets)[:40]} do not fit its shape); the file is corrupted")
+            if 8 + n + offsets[1] > size:
+                raise AhaError(f"{bad} (the 'logits' data end past the end of the file); the file is truncated")
+            f.seek(8 + n + offsets[0])
+            buf = f.read(nbytes)
+    except OSError as e:
+        raise AhaError(f"cannot read {path}: {e.strerror or e}") from None
+    if len(buf) != nbytes:
+        raise AhaError(f"{bad} (the 'logits' data are cut short); the file is truncated")
+    arr = np.frombuffer(buf, dtype=_FLOAT_DTYPES[dtype]).reshape(shape)
+    if dtype == "BF16":  # bfloat16 is the top half of a float32
+        arr = (arr.astype("<u4") << 16).view("<f4")
+    return metadata, arr.astype(np.float32)
+
+
+def load_safetensors(path: str | os.PathLike) -> "HeadMask":
+    """Read a mask written by :meth:`HeadMask.save` (tensor ``logits``, JSON metadata).
+
+    Files written by the safetensors library read too; ``logits`` may be F32, F16, BF16 or F64.
+    """
     path = Path(path)
     check_file(path)
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            metadata = f.metadata() or {}
-            keys = list(f.keys())
-            if "logits" not in keys:
-                raise AhaError(f"{path} has no 'logits' tensor (found {keys}); is it an aha-interp mask?")
-            logits = f.get_tensor("logits")
-    except SafetensorError as e:
-        raise AhaError(f"cannot read {path} as safetensors ({e}); the file may be truncated") from None
+    metadata, logits = _read_safetensors(path)
     meta = MaskMeta()
     if "aha_interp" in metadata:
         try:
-            meta = MaskMeta.from_dict(json.loads(metadata["aha_interp"]))
-        except (json.JSONDecodeError, TypeError) as e:
-            raise AhaError(f"{path}: unreadable mask metadata ({e})") from None
+            d = json.loads(metadata["aha_interp"])
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, and over-long integers
+            raise AhaError(f"{path}: unreadable mask metadata ({str(e).splitlines()[0][:120]}){_FIX}") from None
+        meta = MaskMeta.from_dict(d, what=f"{path}: mask metadata")
     elif metadata.get("format") not in (None, FORMAT_TAG):
-        raise AhaError(f"{path}: unknown safetensors format {metadata.get('format')!r}")
+        raise AhaError(f"{path}: unknown safetensors format {metadata.get('format')[:60]!r}; expected an aha-interp mask")
     if meta.task is None:
-        meta = MaskMeta.from_dict({**meta.to_dict(), "task": path.stem})
+        meta = dataclasses.replace(meta, task=path.stem)
     return HeadMask(logits, meta=meta, source=meta.source or str(path))
 
 
@@ -370,3 +508,5 @@ def check_file(path: Path) -> None:
         raise AhaError(f"no such file: {path}")
     if path.is_dir():
         raise AhaError(f"{path} is a folder; give a mask file (.safetensors, .pth, .pt, .bin, .npy)")
+    if not path.is_file():  # a FIFO or a device would block or never end
+        raise AhaError(f"{path} is not a regular file; give a mask file (.safetensors, .pth, .pt, .bin, .npy)")

@@ -6,13 +6,15 @@
   runs). Either the official AHAMask / HeadsUp checkpoint ``{'model': {'tensor': Tensor[L*(H+1)]}}``
   laid out per layer as ``[head_0 … head_{H-1}, ffn]`` (the FFN slot is dropped), or a plain tensor
   ``[L, H]``.
-* ``.npy`` — a plain array ``[L, H]`` (read with ``allow_pickle=False``).
+* ``.npy`` — a plain array ``[L, H]`` (numpy's header parser, never unpickling: object arrays are refused).
 
 1-D vectors need the model's shape: a named preset (``salmonn-13b``) or ``n_layers``/``n_heads``.
 """
 
 from __future__ import annotations
 
+import io
+import math
 import os
 import pickle
 import re
@@ -22,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .._atomic import atomic_path
+from .._atomic import write_bytes_atomic
 from ..errors import AhaError
 from .headmask import HeadMask, check_file, load_safetensors
 
@@ -83,8 +85,11 @@ def save_official(mask: HeadMask, path: str | os.PathLike, ffn_fill: float = 4.0
     import torch
 
     payload = {"model": {"tensor": torch.from_numpy(logits_to_official_vector(mask, ffn_fill))}}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # into memory first: torch names the zip's folder after the file it writes, which here would be the
+    # random temporary name (two saves of one mask would differ), and a full disk would raise RuntimeError
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------- readers
@@ -95,15 +100,40 @@ def _torch_load(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
-        m = re.search(r"(?:[Uu]nsupported (?:global|operand|GLOBAL)|Trying to load unsupported)[^\n]*", msg)
-        detail = m.group(0).rstrip(".") if m else msg.splitlines()[0]
-        raise AhaError(
-            f"refusing to load {path}: it holds more than plain tensors ({detail}); "
-            "aha-interp only reads tensor checkpoints (torch.load weights_only=True) and never runs code from a file"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as e:
-        first = str(e).splitlines()[0].split(". ")[0] if str(e) else type(e).__name__
-        raise AhaError(f"cannot read {path} as a torch checkpoint ({first}); the file may be truncated or not a mask") from None
+        m = re.search(r"WeightsUnpickler error:\s*([^\n]+)", msg)
+        detail = m.group(1).strip().rstrip(".")[:200] if m else _first_line(e)
+        names_code = re.search(r"(?:[Uu]nsupported (?:global|GLOBAL)|Trying to load unsupported)[^\n]*", msg)
+        if names_code:
+            detail = names_code.group(0).rstrip(".")[:200]
+        if names_code or (detail.startswith("Unsupported operand") and _looks_pickled(path)):
+            # a class or function to call, or pickle opcodes beyond tensors: not a plain tensor checkpoint
+            raise AhaError(
+                f"refusing to load {path}: it holds more than plain tensors ({detail}); "
+                "aha-interp only reads tensor checkpoints (torch.load weights_only=True) and never runs code from a file"
+            ) from None
+        raise AhaError(f"cannot read {path} as a torch checkpoint ({detail}); "
+                       "the file may be truncated, corrupted or not a mask") from None
+    except Exception as e:  # noqa: BLE001 -- any failure to parse untrusted bytes is a bad file, not a bug here
+        raise AhaError(f"cannot read {path} as a torch checkpoint ({_first_line(e)}); "
+                       "the file may be truncated, corrupted or not a mask") from None
+
+
+def _looks_pickled(path: Path) -> bool:
+    """Whether ``path`` is a zip (torch's format) or starts like a pickle of protocol 2 or later."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(1) == b"\x80" or zipfile.is_zipfile(path)
+    except Exception:  # noqa: BLE001 -- is_zipfile raises BadZipFile on some damaged end records
+        return False
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    if not text:
+        return type(e).__name__
+    line = text.splitlines()[0]
+    head = line.split(". ")[0]
+    return (head if len(head) >= 8 else line)[:200]
 
 
 def _find_tensor(obj: Any, path: Path) -> Any:
@@ -203,20 +233,62 @@ def load_mask(
 
 def _read_torch(path: Path) -> tuple[np.ndarray, bool]:
     """The mask array in a torch checkpoint, and whether it is the official AHAMask layout."""
+    import torch
+
     obj = _torch_load(path)
     tensor = _find_tensor(obj, path)
-    if tensor.is_floating_point():
-        tensor = tensor.float()  # bf16/fp16 logits load as float32
-    return tensor.detach().cpu().numpy(), isinstance(obj, dict) and "model" in obj
+    if tensor.layout != torch.strided or tensor.is_quantized or tensor.device.type != "cpu":
+        kind = "quantized" if tensor.is_quantized else f"{tensor.layout} on {tensor.device.type}".replace("torch.", "")
+        raise AhaError(f"{path}: the mask tensor is {kind}; save a plain dense float tensor instead")
+    try:
+        if tensor.is_floating_point():
+            tensor = tensor.float()  # bf16/fp16/fp8 logits load as float32
+        return tensor.detach().numpy(), isinstance(obj, dict) and "model" in obj
+    except (TypeError, RuntimeError) as e:
+        raise AhaError(f"{path}: cannot read a mask tensor of dtype {str(tensor.dtype).replace('torch.', '')} "
+                       f"({_first_line(e)}); save a float tensor instead") from None
+
+
+#: the .npy header versions numpy's public reader functions handle (3.0 only adds utf-8 field names)
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
 def _read_npy(path: Path) -> np.ndarray:
+    """A plain array from a .npy file, parsed here so that no header or size can run code or exhaust memory."""
+    bad = f"cannot read {path} as .npy"
     try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as e:
-        raise AhaError(f"cannot read {path} as a plain numpy array ({str(e).splitlines()[0]})") from None
-    except (OSError, EOFError) as e:
-        raise AhaError(f"cannot read {path} as .npy ({e}); the file may be truncated") from None
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            try:
+                version = np.lib.format.read_magic(f)
+                if version not in _NPY_HEADERS:
+                    raise AhaError(f"{bad} (format version {version[0]}.{version[1]} is not supported); "
+                                   "save the array with numpy.save")
+                shape, fortran, dtype = _NPY_HEADERS[version](f)  # numpy's 10 kB header limit applies
+            except AhaError:
+                raise
+            except Exception as e:  # noqa: BLE001 -- ValueError, SyntaxError, TokenError …: a bad header
+                raise AhaError(f"{bad} ({_first_line(e)}); the file is corrupted, truncated or not a .npy file") from None
+            if dtype.hasobject:
+                raise AhaError(f"cannot read {path} as a plain numpy array: it holds Python objects (dtype {dtype}), "
+                               "which would need unpickling; save a float array")
+            if dtype.names is not None or dtype.subdtype is not None or dtype.itemsize == 0:
+                raise AhaError(f"{path}: mask values must be numbers or booleans, got dtype {dtype}; save a float array")
+            if any(d < 0 for d in shape):
+                raise AhaError(f"{bad} (negative size in shape {shape}); the file is corrupted")
+            nbytes = math.prod(shape) * dtype.itemsize
+            if nbytes > size - f.tell():
+                raise AhaError(f"{bad} (its header promises {nbytes} bytes of data, the file holds "
+                               f"{size - f.tell()}); the file is truncated")
+            buf = f.read(nbytes)
+    except OSError as e:
+        raise AhaError(f"cannot read {path}: {e.strerror or e}") from None
+    if len(buf) != nbytes:
+        raise AhaError(f"{bad} (the data are cut short); the file is truncated")
+    try:
+        return np.frombuffer(buf, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    except ValueError as e:  # e.g. more dimensions than numpy supports
+        raise AhaError(f"{bad} ({_first_line(e)}); the file is corrupted") from None
 
 
 def load_masks(paths, **kwargs: Any) -> dict[str, HeadMask]:
