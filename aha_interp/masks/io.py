@@ -26,7 +26,8 @@ import numpy as np
 
 from .._atomic import write_bytes_atomic
 from ..errors import AhaError
-from .headmask import HeadMask, check_file, load_safetensors
+from .headmask import HeadMask, load_safetensors
+from .safetensors_io import check_file
 
 #: Decoder shapes ``(n_layers, n_heads)`` of models whose masks are published or commonly trained.
 PRESETS: dict[str, tuple[int, int]] = {
