@@ -243,44 +243,208 @@ def _assemble(task: str, plan: _Plan, parts: list[np.ndarray], rng, noise: float
 
 
 # ----------------------------------------------------------------------------- SALMONN manifests
+#: what :func:`read_manifest` reads and :func:`write_manifest` writes
+WAV_FORMAT = "16 kHz mono 16-bit PCM WAV"
+
+
 def write_manifest(examples: list[Example], folder: str | Path, name: str = "manifest.json") -> Path:
-    """Write clips as 16-bit WAVs plus a SALMONN-style manifest ``{"annotation": [{"path", "text", "task"}]}``."""
+    """Write clips as 16-bit WAVs plus a SALMONN-style manifest ``{"annotation": [{"path", "text", "task"}]}``.
+
+    Every example is checked before anything is written (a non-empty list; 1-D, non-empty, finite audio; a
+    non-empty string target; a task name that is a plain file-name part). Each WAV and the manifest are written
+    atomically, and the WAVs this call created are removed again if a later write fails.
+    """
     import wave
 
-    from .._atomic import write_text_atomic
+    from .._atomic import atomic_path, write_text_atomic
 
-    folder = Path(folder)
-    (folder / "wav").mkdir(parents=True, exist_ok=True)
-    ann = []
+    if not examples:
+        raise AhaError("no examples to write; a manifest needs at least one clip")
     for i, ex in enumerate(examples):
-        rel = Path("wav") / f"{ex.task}_{i:06d}.wav"
-        with wave.open(str(folder / rel), "wb") as f:
-            f.setnchannels(1)
-            f.setsampwidth(2)
-            f.setframerate(SAMPLE_RATE)
-            f.writeframes((np.clip(ex.audio, -1, 1) * 32767).astype("<i2").tobytes())
-        ann.append({"path": str(rel), "text": ex.target, "task": ex.task})
-    path = folder / name
-    write_text_atomic(path, json.dumps({"annotation": ann}, indent=1))
+        audio = np.asarray(ex.audio)
+        if not isinstance(ex.task, str) or not ex.task or not all(c.isalnum() or c in "_-" for c in ex.task):
+            raise AhaError(f"example {i}: task {ex.task!r} is not a plain name (letters, digits, _ and -); "
+                           "rename the task")
+        if not isinstance(ex.target, str) or not ex.target.strip():
+            raise AhaError(f"example {i}: the target must be a non-empty string, got {type(ex.target).__name__} "
+                           f"{ex.target!r}")
+        if audio.ndim != 1 or audio.size == 0:
+            raise AhaError(f"example {i}: audio must be a non-empty 1-D array of samples, got shape {audio.shape}")
+        if not np.isfinite(audio).all():
+            raise AhaError(f"example {i}: audio holds NaN or infinite samples; fix the clip")
+    folder = Path(folder)
+    created: list[Path] = []
+    try:
+        ann = []
+        for i, ex in enumerate(examples):
+            rel = Path("wav") / f"{ex.task}_{i:06d}.wav"
+            target = folder / rel
+            existed = target.exists()
+            with atomic_path(target) as tmp:
+                with wave.open(str(tmp), "wb") as f:
+                    f.setnchannels(1)
+                    f.setsampwidth(2)
+                    f.setframerate(SAMPLE_RATE)
+                    f.writeframes((np.clip(ex.audio, -1, 1) * 32767).astype("<i2").tobytes())
+            if not existed:
+                created.append(target)
+            ann.append({"path": rel.as_posix(), "text": ex.target, "task": ex.task})
+        path = folder / name
+        write_text_atomic(path, json.dumps({"annotation": ann}, indent=1))
+    except BaseException:
+        for c in created:
+            c.unlink(missing_ok=True)
+        raise
     return path
 
 
-def read_manifest(path: str | Path) -> list[Example]:
-    """Examples from a SALMONN-style manifest (paths relative to the manifest's folder, 16 kHz mono WAV)."""
-    import wave
+def read_manifest(path: str | Path, *, max_samples: int | None = CLIP_SAMPLES) -> list[Example]:
+    """Examples from a SALMONN-style manifest ``{"annotation": [{"path", "text", "task", …}]}``: paths relative to
+    the manifest's folder (or absolute), each a 16 kHz mono 16-bit PCM WAV; other keys of an entry go to ``meta``.
+
+    Policy: every problem is a one-line :class:`AhaError` naming the entry (index and path) and what to do —
+    a missing, empty, damaged or non-WAV file, another sample format, rate or channel count, a clip with no
+    frames, an entry that is not an object or lacks a string ``path``, ``text`` or ``task``. A clip longer than
+    ``max_samples`` (the model's audio window; :data:`CLIP_SAMPLES`, 3 s, for the embedded model; ``None``: no
+    limit) is cut to its first ``max_samples`` samples — the feature extractor would cut it anyway — with one
+    warning saying how many clips were cut.
+    """
+    import warnings
 
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-        entries = data["annotation"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise AhaError(f"{path} is not a manifest {{'annotation': [{{'path', 'text', 'task'}}]}} ({e})") from None
-    out = []
-    for e in entries:
-        wav_path = path.parent / e["path"]
-        with wave.open(str(wav_path), "rb") as f:
-            if f.getframerate() != SAMPLE_RATE or f.getnchannels() != 1 or f.getsampwidth() != 2:
-                raise AhaError(f"{wav_path}: expected 16 kHz mono 16-bit PCM")
-            audio = np.frombuffer(f.readframes(f.getnframes()), "<i2").astype(np.float32) / 32767
-        out.append(Example(e["task"], audio, e["text"], {k: v for k, v in e.items() if k not in ("path", "text", "task")}))
+    entries = _manifest_entries(path)
+    if max_samples is not None and max_samples <= 0:
+        raise AhaError(f"max_samples must be positive or None, got {max_samples}")
+    out, cut = [], 0
+    for i, e in enumerate(entries):
+        rel = e.get("path") if isinstance(e, dict) else None
+        where = f"{path}: entry {i} ({rel!r})" if isinstance(rel, str) else f"{path}: entry {i}"
+        task, text, rel = _entry_fields(e, where)
+        wav_path = path.parent / rel
+        try:
+            audio, n_frames = _read_wav(wav_path, max_samples)
+        except _WavProblem as p:
+            raise AhaError(f"{where}: {wav_path} {p}") from None
+        cut += n_frames > len(audio)
+        meta = {k: v for k, v in e.items() if k not in ("path", "text", "task")}
+        out.append(Example(task, audio, text, meta))
+    if cut:
+        secs = max_samples / SAMPLE_RATE
+        warnings.warn(f"{path}: {cut} of {len(out)} clips are longer than the model's {secs:g} s audio window and "
+                      f"were cut to their first {secs:g} s", UserWarning, stacklevel=2)
     return out
+
+
+_MANIFEST_SHAPE = "{'annotation': [{'path', 'text', 'task'}, ...]}"
+
+
+def _manifest_entries(path: Path) -> list:
+    """The ``annotation`` list of the manifest at ``path``, or a one-line error about the file."""
+    if path.is_dir():
+        raise AhaError(f"manifest {path} is a folder; give the manifest's .json file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AhaError(f"manifest {path} does not exist; check the path (aha-interp data writes one)") from None
+    except UnicodeDecodeError:
+        raise AhaError(f"manifest {path} is not UTF-8 text; a manifest is JSON {_MANIFEST_SHAPE}") from None
+    except OSError as e:
+        raise AhaError(f"cannot read manifest {path}: {e.strerror or e}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise AhaError(f"manifest {path} is not JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
+                       f"a manifest is {_MANIFEST_SHAPE}") from None
+    if not isinstance(data, dict) or "annotation" not in data:
+        got = "no 'annotation' key" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+        raise AhaError(f"{path} is not a manifest {_MANIFEST_SHAPE} ({got})")
+    entries = data["annotation"]
+    if not isinstance(entries, list):
+        raise AhaError(f"manifest {path}: 'annotation' is a JSON {type(entries).__name__}, not a list of entries "
+                       f"{{'path', 'text', 'task'}}")
+    if not entries:
+        raise AhaError(f"manifest {path} has no entries ('annotation' is empty); add clips or use another manifest")
+    return entries
+
+
+def _entry_fields(e, where: str) -> tuple[str, str, str]:
+    """``(task, text, path)`` of one manifest entry, each a non-empty string, or a one-line error."""
+    if not isinstance(e, dict):
+        raise AhaError(f"{where} is a JSON {type(e).__name__} ({str(e)[:40]!r}), not an object "
+                       "{'path', 'text', 'task'}; fix the entry")
+    missing = [k for k in ("path", "text", "task") if k not in e]
+    if missing:
+        raise AhaError(f"{where} has no {' or '.join(repr(k) for k in missing)}; every entry needs 'path', 'text' "
+                       "and 'task'")
+    for k in ("path", "text", "task"):
+        v = e[k]
+        if not isinstance(v, str):
+            raise AhaError(f"{where}: {k!r} must be a string, got {type(v).__name__} {str(v)[:40]}; quote it in "
+                           "the manifest")
+        if not v.strip():
+            raise AhaError(f"{where}: {k!r} is empty; give every entry a {k}")
+    return e["task"], e["text"], e["path"]
+
+
+class _WavProblem(Exception):
+    """What is wrong with a WAV file (the caller names the entry)."""
+
+
+_WAV_FORMATS = {3: "32/64-bit float", 6: "A-law", 7: "mu-law", 0xFFFE: "WAVE_FORMAT_EXTENSIBLE"}
+
+
+def _read_wav(wav_path: Path, max_samples: int | None) -> tuple[np.ndarray, int]:
+    """``(samples as float32 in [-1, 1], frames in the file)`` of a 16 kHz mono 16-bit PCM WAV; at most
+    ``max_samples`` samples are read. Raises :class:`_WavProblem` saying what is wrong and what to do."""
+    import struct
+    import wave
+
+    convert = f"convert it to {WAV_FORMAT} (e.g. sox in.wav -r 16000 -c 1 -b 16 out.wav)"
+    if wav_path.is_dir():
+        raise _WavProblem("is a folder, not a WAV file; fix the entry's path")
+    try:
+        size = wav_path.stat().st_size
+        with open(wav_path, "rb") as fh:
+            head = fh.read(4096)
+    except FileNotFoundError:
+        raise _WavProblem("does not exist; fix the path (relative to the manifest's folder) or remove the entry") \
+            from None
+    except OSError as e:
+        raise _WavProblem(f"cannot be read ({e.strerror or e}); check its permissions") from None
+    if size == 0:
+        raise _WavProblem("is empty (0 bytes); re-export the clip or remove the entry")
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        raise _WavProblem(f"is not a WAV file (it starts with {head[:12]!r}); {convert}")
+    try:
+        with wave.open(str(wav_path), "rb") as f:
+            rate, channels, width, n = f.getframerate(), f.getnchannels(), f.getsampwidth(), f.getnframes()
+            wrong = [f"{rate} Hz"] if rate != SAMPLE_RATE else []
+            wrong += [f"{channels} channels"] if channels != 1 else []
+            wrong += [f"{8 * width}-bit"] if width != 2 else []
+            if wrong:
+                raise _WavProblem(f"is {', '.join(wrong)} PCM; the reader takes {WAV_FORMAT} only: {convert}")
+            if n == 0:
+                raise _WavProblem("holds no audio (0 frames); re-export the clip or remove the entry")
+            want = n if max_samples is None else min(n, max_samples)
+            raw = f.readframes(want)
+    except (wave.Error, EOFError, struct.error, ValueError, RuntimeError, OverflowError) as e:
+        fmt = _wav_format_tag(head)
+        if fmt in _WAV_FORMATS:
+            raise _WavProblem(f"is a {_WAV_FORMATS[fmt]} WAV, which the stdlib wave reader cannot read; {convert}, "
+                              "or read it with scipy.io.wavfile.read and save it as int16") from None
+        raise _WavProblem(f"is a damaged WAV file ({e or type(e).__name__}); re-export the clip") from None
+    if len(raw) < 2 * want or size < 2 * n:
+        raise _WavProblem(f"is truncated: its header promises {n} frames but the file holds fewer; re-export the "
+                          "clip")
+    return np.frombuffer(raw, "<i2").astype(np.float32) / 32767, n
+
+
+def _wav_format_tag(head: bytes) -> int | None:
+    """The format tag of the ``fmt `` chunk in the first bytes of a RIFF/WAVE file (1 = PCM, 3 = float)."""
+    pos = 12
+    while pos + 8 <= len(head):
+        cid, csize = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+        if cid == b"fmt " and pos + 10 <= len(head):
+            return int.from_bytes(head[pos + 8:pos + 10], "little")
+        pos += 8 + csize + (csize & 1)
+    return None
