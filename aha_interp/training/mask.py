@@ -157,21 +157,44 @@ def mask_step(lalm, gates_module, opt, inputs, noise: torch.Tensor, tau: float, 
 
 
 # --------------------------------------------------------------------------------------------- run folder
+#: what a checkpoint holds
+_CKPT_KEYS = ("logits", "optimizer", "generator", "data_rng", "step", "config_hash")
+
+
+class _Unreadable(Exception):
+    """A checkpoint that cannot be used (truncated, damaged, not a checkpoint); the caller may fall back."""
+
+
 class RunFolder:
     """``config.json``, ``metrics.jsonl`` (a line per step), ``checkpoint.pt`` (resumable), ``mask.safetensors``.
 
     A folder holds one run, keyed by everything that determines it: resuming continues that run and nothing
     else. Only the lead process (rank 0) writes.
+
+    Resume uses the last good state. Each checkpoint is written to a temporary file, flushed to disk and renamed
+    into place; the one it replaces is kept as ``checkpoint.prev.pt`` (a hard link, or a copy). An unreadable
+    ``checkpoint.pt`` (truncated, damaged) falls back to ``checkpoint.prev.pt`` with a warning, or, with none
+    usable, is a one-line error naming the files to delete. A checkpoint that holds anything but tensors and plain
+    data (a pickle that could run code) is refused — it is only ever loaded with ``weights_only=True``. A torn
+    last line of ``metrics.jsonl`` (a crash mid-write) is dropped; lines after the checkpoint's step are
+    dropped too, as those steps run again.
     """
 
     def __init__(self, path: str | Path, key: str, lead: bool = True):
         self.path, self.key, self.lead = Path(path), key, lead
         self.ckpt, self.metrics = self.path / "checkpoint.pt", self.path / "metrics.jsonl"
+        self.prev = self.path / "checkpoint.prev.pt"
+        self._ckpt_good = False  # checkpoint.pt is known good: the next checkpoint may keep it as the previous one
 
     def open(self, config: dict) -> None:
-        """Refuse a folder that holds another run; write ``config.json``."""
+        """Refuse a path that is not a folder or a folder that holds another run; write ``config.json``."""
+        if self.path.exists() and not self.path.is_dir():
+            raise AhaError(f"--run-dir {self.path} is a file, not a folder; pass a folder (new, or one of this run)")
+        blocker = next((q for q in self.path.parents if q.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise AhaError(f"--run-dir {self.path}: {blocker} is a file, not a folder; pass another --run-dir")
         cfg_file = self.path / "config.json"
-        if cfg_file.exists() and (self.ckpt.exists() or self.metrics.exists()):
+        if cfg_file.exists() and any(f.exists() for f in (self.ckpt, self.prev, self.metrics)):
             try:
                 old = json.loads(cfg_file.read_text()).get("config_hash")
             except (OSError, ValueError, AttributeError):
@@ -180,26 +203,107 @@ class RunFolder:
                 raise AhaError(f"run folder {self.path} holds another run (its config, model or data differ); "
                                "pass a new --run-dir, or delete the folder to start over")
         if self.lead:
-            self.path.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise AhaError(f"cannot write the run folder {self.path} ({e.strerror or e}); pass another "
+                               "--run-dir") from None
             write_text_atomic(cfg_file, json.dumps({**config, "config_hash": self.key}, indent=1))
 
+    def _load(self, file: Path, logits) -> dict:
+        """The checkpoint in ``file``, checked; :class:`_Unreadable` if it cannot be used, :class:`AhaError` if it
+        is refused (not plain data, or another run's)."""
+        import pickle
+
+        try:
+            ck = torch.load(file, weights_only=True, map_location="cpu")
+        except pickle.UnpicklingError as e:
+            if "global" in str(e).lower():  # a reference to a function or class: what a code-running pickle holds
+                raise AhaError(f"{file} holds objects other than tensors and plain data (a pickle that could run "
+                               "code when loaded); refused: aha-interp did not write it. Delete it, or the run "
+                               "folder, and run again") from None
+            raise _Unreadable(f"not a checkpoint ({type(e).__name__})") from None
+        except Exception as e:  # a damaged file fails anywhere in torch's readers, with any exception type
+            reason = " ".join(str(e).split()).split(". ")[0][:100] or type(e).__name__
+            raise _Unreadable(f"truncated or damaged: {reason}") from None
+        if not isinstance(ck, dict) or any(k not in ck for k in _CKPT_KEYS):
+            raise _Unreadable("not a checkpoint of a mask run (keys missing)")
+        if ck["config_hash"] != self.key:
+            raise AhaError(f"{file} belongs to another run; delete it or pass a new --run-dir")
+        ok = (torch.is_tensor(ck["logits"]) and ck["logits"].shape == logits.shape and isinstance(ck["optimizer"], dict)
+              and torch.is_tensor(ck["generator"]) and isinstance(ck["data_rng"], str) and isinstance(ck["step"], int)
+              and ck["step"] >= 0)
+        if not ok:
+            raise _Unreadable("its fields do not fit this run")
+        try:
+            ck["data_rng"] = json.loads(ck["data_rng"])
+        except ValueError:
+            raise _Unreadable("its data-order state is not JSON") from None
+        return ck
+
     def resume(self, logits, opt, gen: torch.Generator, data_rng: np.random.Generator) -> int:
-        """Restore the state of the last checkpoint into the arguments; the step to continue from (0: fresh)."""
-        start = 0
-        if self.ckpt.exists():
-            ck = torch.load(self.ckpt, weights_only=True)
-            if ck.get("config_hash") != self.key:
-                raise AhaError(f"{self.ckpt} belongs to another run; delete it or pass a new --run-dir")
-            with torch.no_grad():
-                logits.copy_(ck["logits"])
-            opt.load_state_dict(ck["optimizer"])
-            gen.set_state(ck["generator"])
-            data_rng.bit_generator.state = json.loads(ck["data_rng"])
+        """Restore the state of the last good checkpoint into the arguments; the step to continue from (0: fresh)."""
+        import warnings
+
+        start, ck, bad = 0, None, []
+        for file in (self.ckpt, self.prev):
+            if not (file.exists() or file.is_symlink()):
+                continue
+            try:
+                ck = self._load(file, logits)
+                break
+            except _Unreadable as e:
+                bad.append((file, str(e)))
+        if ck is None and bad:
+            names = " and ".join(str(f) for f, _ in bad)
+            raise AhaError(f"{bad[0][0]} is unreadable ({bad[0][1]}); no earlier checkpoint is usable: delete "
+                           f"{names} to start this run over")
+        if ck is not None:
+            if bad:
+                warnings.warn(f"{bad[0][0]} is unreadable ({bad[0][1]}); resuming from {self.prev} (step "
+                              f"{ck['step']})", UserWarning, stacklevel=3)
+            try:
+                with torch.no_grad():
+                    logits.copy_(ck["logits"])
+                opt.load_state_dict(ck["optimizer"])
+                gen.set_state(ck["generator"])
+                data_rng.bit_generator.state = ck["data_rng"]
+            except (KeyError, TypeError, ValueError, RuntimeError) as e:
+                used = self.prev if bad else self.ckpt
+                raise AhaError(f"{used} does not fit this run ({' '.join(str(e).split())[:80]}); delete it to "
+                               "start over") from None
             start = int(ck["step"])
+            self._ckpt_good = not bad
         if self.lead and self.metrics.exists():  # keep the lines up to the checkpoint (none on a fresh start)
-            kept = [l for l in self.metrics.read_text().splitlines() if l and json.loads(l)["step"] <= start]
-            write_text_atomic(self.metrics, "".join(l + "\n" for l in kept))
+            kept = [line for line, rec in self._records() if rec["step"] <= start]
+            write_text_atomic(self.metrics, "".join(line + "\n" for line in kept))
         return start
+
+    def _records(self) -> list[tuple[str, dict]]:
+        """``(line, record)`` of each line of ``metrics.jsonl``; a torn last line is dropped, a bad line before it
+        is an error."""
+        try:
+            lines = self.metrics.read_text(encoding="utf-8", errors="replace").split("\n")
+        except OSError as e:
+            raise AhaError(f"cannot read {self.metrics} ({e.strerror or e}); delete it to resume without the "
+                           "loss curve") from None
+        while lines and not lines[-1].strip():
+            lines.pop()
+        out = []
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                if not isinstance(rec, dict) or not isinstance(rec.get("step"), int):
+                    raise ValueError
+            except ValueError:
+                if n == len(lines):  # a line cut short by a crash
+                    break
+                raise AhaError(f"{self.metrics} line {n} is not a metrics record; delete that line (or the file, "
+                               "losing the loss curve) and run again") from None
+            out.append((line, rec))
+        return out
 
     def log(self, rec: dict) -> None:
         if self.lead:
@@ -207,25 +311,60 @@ class RunFolder:
                 f.write(json.dumps(rec) + "\n")
 
     def checkpoint(self, step: int, logits, opt, gen: torch.Generator, data_rng: np.random.Generator) -> None:
-        if self.lead:
-            with atomic_path(self.ckpt) as tmp:
-                torch.save({"logits": logits.detach().cpu().clone(), "optimizer": opt.state_dict(),
-                            "generator": gen.get_state(), "data_rng": json.dumps(data_rng.bit_generator.state),
-                            "step": step, "config_hash": self.key}, tmp)
+        """Write ``checkpoint.pt`` atomically (flushed to disk first), keeping the one it replaces as
+        ``checkpoint.prev.pt`` when that one is known good."""
+        if not self.lead:
+            return
+        import os
+        import shutil
+
+        state = {"logits": logits.detach().cpu().clone(), "optimizer": opt.state_dict(),
+                 "generator": gen.get_state(), "data_rng": json.dumps(data_rng.bit_generator.state),
+                 "step": step, "config_hash": self.key}
+        with atomic_path(self.ckpt) as tmp:
+            with open(tmp, "wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+            if self._ckpt_good and self.ckpt.exists():
+                with atomic_path(self.prev) as ptmp:
+                    ptmp.unlink()
+                    try:
+                        os.link(self.ckpt, ptmp)
+                    except OSError:  # no hard links here: a copy (a checkpoint is a few kB)
+                        shutil.copyfile(self.ckpt, ptmp)
+        self._ckpt_good = True
 
     def last_metrics(self) -> dict:
+        """The last complete record of ``metrics.jsonl`` (``{}`` if none)."""
         try:
             lines = self.metrics.read_text().strip().splitlines()
-            return json.loads(lines[-1]) if lines else {}
         except OSError:
             return {}
+        for line in reversed(lines):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                return rec
+        return {}
 
 
 def data_digest(examples) -> str:
-    """Digest of the training examples' audio and targets: a run folder is keyed by the data it trained on."""
+    """Digest of the training examples' audio and targets: a run folder is keyed by the data it trained on.
+
+    Each example must hold a non-empty string target and non-empty, finite 1-D audio (a one-line error names the
+    first that does not)."""
     h = hashlib.sha256()
-    for e in examples:
-        h.update(np.ascontiguousarray(e.audio, dtype=np.float32).tobytes())
+    for i, e in enumerate(examples):
+        audio = np.ascontiguousarray(e.audio, dtype=np.float32)
+        if not isinstance(e.target, str) or not e.target.strip():
+            raise AhaError(f"training example {i}: the target must be a non-empty string, got "
+                           f"{type(e.target).__name__} {e.target!r}")
+        if audio.ndim != 1 or audio.size == 0 or not np.isfinite(audio).all():
+            raise AhaError(f"training example {i}: audio must be non-empty, finite 1-D samples (shape {audio.shape})")
+        h.update(audio.tobytes())
         h.update(e.target.encode() + b"\0")
     return h.hexdigest()[:16]
 
