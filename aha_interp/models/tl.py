@@ -8,6 +8,10 @@ Requires ``transformer-lens`` 3.x (``pip install 'aha-interp[tl]'``). Transforme
 ``HookedTransformer``, and its ``TransformerBridge`` runs ``pip install torchvision`` at boot for
 multimodal models; this module never uses the bridge. The HF model is only read: its attention
 implementation and weights are left as they are.
+
+Padded batches: pass the batch's ``attention_mask`` (``tl_logits(tl, gates, **tl_inputs(w, inputs))`` does);
+TransformerLens then masks the pad keys and derives each row's rotary positions from the mask, exactly the
+``position_ids`` the library's left-padded batches give the HF model, so the two agree on every non-pad position.
 """
 
 from __future__ import annotations
@@ -101,15 +105,16 @@ def z_hooks(gates: torch.Tensor) -> list[tuple[str, Callable]]:
     return hooks
 
 
-def decoder_inputs_embeds(w: MaskedModel, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The ``inputs_embeds`` the HF decoder receives for ``inputs`` (audio already merged in) — what to
-    feed TransformerLens as the residual stream at layer 0."""
+def _decoder_call(w: MaskedModel, inputs: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The keyword arguments the HF decoder is called with for ``inputs`` (the forward stops there)."""
     hf = w.model
     _, parts, _ = _decoder_parts(hf)
     captured = {}
 
     def grab(module, args, kwargs):
-        captured["embeds"] = kwargs.get("inputs_embeds")
+        captured.update(kwargs)
+        if args:
+            captured.setdefault("input_ids", args[0])
         raise _Stop
 
     handle = parts.model.register_forward_pre_hook(grab, with_kwargs=True)
@@ -120,25 +125,72 @@ def decoder_inputs_embeds(w: MaskedModel, inputs: dict[str, torch.Tensor]) -> to
         pass
     finally:
         handle.remove()
-    if captured.get("embeds") is None:
+    return captured
+
+
+def decoder_inputs_embeds(w: MaskedModel, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The ``inputs_embeds`` the HF decoder receives for ``inputs`` (audio already merged in) — what to
+    feed TransformerLens as the residual stream at layer 0."""
+    embeds = _decoder_call(w, inputs).get("inputs_embeds")
+    if embeds is None:
         raise AhaError("the decoder was not called with inputs_embeds; pass token ids to TransformerLens instead")
-    return captured["embeds"]
+    return embeds
 
 
 class _Stop(Exception):
     pass
 
 
+def tl_inputs(w: MaskedModel, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """What :func:`tl_logits` needs for a batch from ``build_inputs``: the decoder's input (``embeds`` with the
+    audio merged in, or ``tokens`` for a text decoder), the ``attention_mask`` and the ``position_ids``:
+    ``tl_logits(tl, gates, **tl_inputs(w, inputs))``."""
+    call = _decoder_call(w, inputs)
+    embeds = call.get("inputs_embeds")
+    out = {"embeds": embeds} if embeds is not None else {"tokens": inputs["input_ids"]}
+    for k in ("attention_mask", "position_ids"):
+        if k in inputs:
+            out[k] = inputs[k]
+    return out
+
+
 def tl_logits(tl, mask_gates: torch.Tensor | None, *, tokens: torch.Tensor | None = None,
-              embeds: torch.Tensor | None = None) -> torch.Tensor:
-    """Logits of the TransformerLens model under ``mask_gates`` (None: unmasked), from tokens or embeddings."""
+              embeds: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+              position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits of the TransformerLens model under ``mask_gates`` (None: unmasked), from tokens or embeddings.
+
+    A padded batch (the library's batches are left-padded) needs its ``attention_mask`` ``[B, T]``: TransformerLens
+    then masks the pad keys and gives each row the rotary positions ``cumsum(mask) - 1`` (0 on pads), which
+    are the ``position_ids`` ``build_inputs`` passes to the HF model; the logits match on the non-pad positions
+    (pad positions are not meaningful). ``position_ids``, if given, must be those positions — others (an HF
+    forward without ``position_ids`` counts the pads) are refused in one line. Without a mask every position
+    is attended.
+    """
     hooks = z_hooks(mask_gates) if mask_gates is not None else []
     if (tokens is None) == (embeds is None):
         raise AhaError("give tokens or embeds")
+    x = tokens if tokens is not None else embeds
+    am = None
+    if attention_mask is not None:
+        if attention_mask.dim() != 2 or tuple(attention_mask.shape) != tuple(x.shape[:2]):
+            raise AhaError(f"attention_mask has shape {tuple(attention_mask.shape)}, but the batch is "
+                           f"{tuple(x.shape[:2])} (batch, positions); pass the mask of the same batch")
+        if not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+            raise AhaError("attention_mask must hold 0 (pad) and 1 (token) only")
+        if not bool(attention_mask.any(-1).all()):
+            raise AhaError("a row of the batch is all padding (its attention_mask is all 0); drop that row")
+        am = attention_mask.to(device=x.device, dtype=torch.long)
+    if position_ids is not None:
+        expected = (am.cumsum(-1) - 1).clamp(min=0) if am is not None else torch.arange(x.shape[1]).expand(x.shape[:2])
+        given = position_ids.to(expected.device)
+        if given.shape != expected.shape or not bool((given == expected)[am.bool() if am is not None else ...].all()):
+            raise AhaError("position_ids differ from the positions TransformerLens derives (cumsum(attention_mask)"
+                           " - 1, or 0, 1, … without a mask); pass the attention_mask of a build_inputs batch, or "
+                           "leave position_ids out")
     with torch.no_grad():
         if tokens is not None:
-            return tl.run_with_hooks(tokens, fwd_hooks=hooks)
-        return tl.run_with_hooks(embeds, start_at_layer=0, fwd_hooks=hooks)
+            return tl.run_with_hooks(tokens, fwd_hooks=hooks, attention_mask=am)
+        return tl.run_with_hooks(embeds, start_at_layer=0, fwd_hooks=hooks, attention_mask=am)
 
 
-__all__ = ["hooked_transformer", "z_hooks", "decoder_inputs_embeds", "tl_logits", "wrap"]
+__all__ = ["hooked_transformer", "z_hooks", "decoder_inputs_embeds", "tl_inputs", "tl_logits", "wrap"]
