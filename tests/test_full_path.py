@@ -247,3 +247,15 @@ def test_a_run_folder_only_resumes_its_own_run(mini_model, tmp_path, monkeypatch
     a = train_mask(lalm, cfg, examples=ex, progress=False)
     b = train_mask(lalm, cfg, examples=flipped, progress=False)
     assert a.meta.source != b.meta.source and len(list((tmp_path / "runs").iterdir())) == 2
+
+
+@pytest.mark.parametrize("field", ["lr", "tau_end", "lam", "min_lr"])
+def test_configs_refuse_non_finite_numbers(field):
+    from aha_interp.errors import AhaError
+    from aha_interp.training.embedded import EmbeddedConfig
+
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(AhaError, match="finite"):
+            MaskTrainConfig(task="gr", **{field: bad})
+    with pytest.raises(AhaError, match="finite"):
+        EmbeddedConfig(minutes=float("nan"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from typing import Annotated
 
 import typer
@@ -112,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
 
     on_interrupt(None)
     try:
-        result = app(args=argv, prog_name="aha-interp", standalone_mode=False)
+        with warnings.catch_warnings():  # restores showwarning afterwards (main() also runs inside tests)
+            warnings.showwarning = lambda message, *a, **k: typer.echo(f"warning: {message}", err=True)
+            result = app(args=argv, prog_name="aha-interp", standalone_mode=False)
     except Interrupted as e:
         typer.echo(str(e), err=True)
         return 130

@@ -138,13 +138,8 @@ def train(
     # the config validates noise and ranges before any model is loaded
     cfg = MaskTrainConfig(task=task, steps=steps, batch_size=batch_size, lr=lr, lam=lam, noise=noise, tau_end=tau_end,
                           n_train=n_train, seed=seed, threads=threads, train_voices=train_voices)
-    examples = None
-    if manifest is not None:
-        from ..data.tasks import read_manifest
-
-        examples = [e for e in read_manifest(manifest) if e.task == task]
-        if not examples:
-            raise AhaError(f"{manifest} has no entries with task {task!r}")
+    if manifest is not None and not manifest.is_file():
+        raise AhaError(f"no manifest file at {manifest}; give a SALMONN-style manifest.json (aha-interp data writes one)")
 
     from ..models.lalm import load_model
     from ..training.distributed import enable_checkpointing, init_distributed
@@ -159,6 +154,14 @@ def train(
         device = f"cuda:{local_rank}"
     try:
         lalm = load_model(model, dtype=dtype, device=device, attn_implementation=attn)
+        examples = None
+        if manifest is not None:  # read after the model: clips are cut to its audio window (with a warning)
+            from ..data.tasks import read_manifest
+
+            examples = [e for e in read_manifest(manifest, max_samples=getattr(lalm.adapter, "n_samples", None))
+                        if e.task == task]
+            if not examples:
+                raise AhaError(f"{manifest} has no entries with task {task!r}")
         if grad_ckpt:
             enable_checkpointing(lalm.model)
         mask = train_mask(lalm, cfg, run_dir, examples=examples, progress=not quiet)

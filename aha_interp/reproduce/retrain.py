@@ -39,8 +39,11 @@ def retrain(masks: list[Trained], mask_dir: Path, *, model: str = "tiny", jobs: 
     """Retrain ``masks``, ``jobs`` at a time. Returns the wall time in seconds."""
     t0 = time.time()
     log(f"retraining {len(masks)} masks, {jobs} at a time")
-    with ThreadPoolExecutor(jobs) as pool:
+    pool = ThreadPoolExecutor(jobs)
+    try:
         rcs = list(pool.map(lambda m: train_one(m, Path(mask_dir), model=model, log=log), masks))
+    finally:  # on Ctrl-C the running trainers get the signal too; the queued masks must not start after it
+        pool.shutdown(wait=True, cancel_futures=True)
     failed = [str(m) for m, rc in zip(masks, rcs) if rc]
     if failed:
         raise AhaError(f"mask training failed for {', '.join(failed)}; see {RUNS / 'logs'}")

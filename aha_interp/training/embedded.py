@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -71,6 +72,10 @@ class EmbeddedConfig:
             self.model = _fields(TinyLALMConfig, self.model, "model")
         if set(self.task_weights) - set(ALL_TASKS) or min(self.task_weights.values(), default=0) < 0:
             raise AhaError(f"task_weights must map tasks ({', '.join(ALL_TASKS)}) to weights >= 0")
+        bad = [f.name for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), float)
+               and not math.isfinite(getattr(self, f.name))]
+        if bad or not all(math.isfinite(w) for w in self.task_weights.values()):
+            raise AhaError(f"recipe: {', '.join(bad) or 'task_weights'} must be finite numbers (got NaN or inf)")
         if (self.minutes <= 0 or self.max_steps <= 0 or self.batch_size <= 0 or self.lr <= 0 or self.warmup < 0
                 or not 0 <= self.free_frac <= 1 or self.speaker_aux < 0 or self.asv_aux < 0
                 or self.pool_speech <= 0 or self.pool_other <= 0):

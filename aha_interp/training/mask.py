@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,10 @@ class MaskTrainConfig:
             raise AhaError(f"unknown noise {self.noise!r}; use left-tail or logistic")
         if self.train_voices not in TRAIN_VOICES:
             raise AhaError(f"unknown training voices {self.train_voices!r}; use {' or '.join(TRAIN_VOICES)}")
+        bad = [f.name for f in fields(self) if isinstance(getattr(self, f.name), float)
+               and not math.isfinite(getattr(self, f.name))]
+        if bad:
+            raise AhaError(f"{', '.join(bad)} must be finite numbers (got NaN or inf)")
         if self.steps <= 0 or self.batch_size <= 0 or self.n_train <= 0 or self.lr <= 0:
             raise AhaError("steps, batch size, training clips and lr must be positive")
         if self.lam < 0 or self.tau_end <= 0 or self.tau_start <= 0:
