@@ -51,3 +51,17 @@ def mini_model(tmp_path_factory):
     info = train_embedded(out, mini_recipe(max_steps=3, minutes=5), log=lambda s: None)
     assert info["steps"] == 3 and (out / "config.json").exists() and (out / "training.json").exists()
     return out
+
+
+@pytest.fixture(scope="session")
+def mini_masks(tmp_path_factory):
+    """Random-logit masks for the miniature model (2 layers x 8 heads), one per mask the experiments need."""
+    from aha_interp.reproduce.experiments import committed_masks
+
+    folder = tmp_path_factory.mktemp("masks")
+    rng = np.random.default_rng(0)
+    for m in committed_masks():
+        path = m.path(folder)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        HeadMask(rng.normal(1.0, 2.0, size=(2, 8)).astype(np.float32), task=m.task, seed=m.seed, lam=m.lam).save(path)
+    return folder

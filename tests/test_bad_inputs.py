@@ -319,27 +319,13 @@ def _group_gone(pgid: int, timeout: float = 5.0) -> bool:
     return False
 
 
-@pytest.fixture(scope="module")
-def tiny_masks(tmp_path_factory):
-    """Random masks for the miniature model (2 layers x 8 heads), one per mask the experiments need."""
-    from aha_interp.reproduce.experiments import committed_masks
-
-    folder = tmp_path_factory.mktemp("masks")
-    rng = np.random.default_rng(0)
-    for m in committed_masks():
-        path = m.path(folder)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        HeadMask(rng.normal(1.0, 2.0, size=(2, 8)).astype(np.float32), task=m.task, seed=m.seed, lam=m.lam).save(path)
-    return folder
-
-
-def test_ctrl_c_stops_reproduce_at_once_and_keeps_what_finished(mini_model, tiny_masks, tmp_path, capsys):
+def test_ctrl_c_stops_reproduce_at_once_and_keeps_what_finished(mini_model, mini_masks, tmp_path, capsys):
     """SIGINT after the first results: exit 130 within seconds, one line and no traceback (the workers ignore
     it and are terminated), none of the processes left, the finished rows in the cache; a re-run continues."""
     import pandas as pd
 
     out = tmp_path / "out"
-    args = ["reproduce", "--model", str(mini_model), "--masks", str(tiny_masks), "--only", "lambda", "--fast",
+    args = ["reproduce", "--model", str(mini_model), "--masks", str(mini_masks), "--only", "lambda", "--fast",
             "--out", str(out)]
     proc = subprocess.Popen(_cli(*args, "--workers", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=_env(), start_new_session=True)

@@ -37,18 +37,6 @@ def all_jobs(plan, names=EXPERIMENTS):
     return [j for n in names for j in REGISTRY[n].jobs(plan)]
 
 
-@pytest.fixture(scope="module")
-def mini_masks(tmp_path_factory):
-    """Random-logit masks for the miniature model (2 layers x 8 heads), one per mask the experiments need."""
-    folder = tmp_path_factory.mktemp("masks")
-    rng = np.random.default_rng(0)
-    for m in committed_masks():
-        path = m.path(folder)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        HeadMask(rng.normal(1.0, 2.0, size=(2, 8)).astype(np.float32), task=m.task, seed=m.seed, lam=m.lam).save(path)
-    return folder
-
-
 # --------------------------------------------------------------------------------------------- mask references
 def test_committed_masks_are_named_and_filed_by_their_fields(tmp_path):
     cases = {Trained("asr"): ("asr", "asr.safetensors"),
