@@ -299,6 +299,12 @@ class _Stderr:
         return self.buf.decode(errors="replace")
 
 
+def _sigint_default() -> None:
+    """In the child before exec: a shell that starts jobs in the background (CI under nohup, `cmd &`) hands them
+    SIGINT ignored, and Python then installs no KeyboardInterrupt handler; a terminal's Ctrl-C finds it default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(proc) -> float:
     """Ctrl-C as a terminal sends it: SIGINT to the whole process group (workers included); the seconds the
     process then took to exit."""
@@ -328,7 +334,7 @@ def test_ctrl_c_stops_reproduce_at_once_and_keeps_what_finished(mini_model, mini
     args = ["reproduce", "--model", str(mini_model), "--masks", str(mini_masks), "--only", "lambda", "--fast",
             "--out", str(out)]
     proc = subprocess.Popen(_cli(*args, "--workers", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=_env(), start_new_session=True)
+                            env=_env(), start_new_session=True, preexec_fn=_sigint_default)
     err = _Stderr(proc)
     try:
         end = time.time() + 180
@@ -369,7 +375,7 @@ def test_ctrl_c_in_train_keeps_the_checkpoint_and_the_same_command_resumes(mini_
     capsys.readouterr()
 
     proc = subprocess.Popen(_cli(*args), cwd=cut, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_sigint_default)
     err = _Stderr(proc)
     try:
         end = time.time() + 180
