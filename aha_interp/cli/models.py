@@ -1,4 +1,4 @@
-"""Commands that run a model or make its data: train, eval, data, build-model.
+"""Commands that run a model or make its data: train, eval, prune, data, build-model.
 
 torch and transformers are imported inside the commands, after the arguments have been checked, so a bad
 argument costs no model load and ``aha-interp info`` never pays for them.
@@ -231,6 +231,52 @@ def eval_(
     row = {k: v for k, v in res.items() if k != "sub"}
     row.update({f"sub_{k}": v for k, v in (res.get("sub") or {}).items()})
     emit(pd.DataFrame([row]), fmt, out)
+
+
+# ----------------------------------------------------------------------------- prune
+def prune(
+    mask: Annotated[Path, typer.Option("--mask", help="The mask whose active heads are kept (.safetensors, or any "
+                                                      "mask file with --preset/--layers/--heads as in info).",
+                                       show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the pruned model (new, or empty).",
+                                      show_default=False)],
+    model: ModelOpt = "tiny",
+    threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
+) -> None:
+    """Remove the heads MASK switches off: a smaller model that computes what the masked model computes.
+
+    The folder loads with aha_interp.load_model(DIR) (or --model DIR) as the compact model; a plain
+    transformers from_pretrained reads it too, as the full-size model with the pruned heads zeroed.
+
+    \b
+    Examples:
+      aha-interp prune --mask masks/tiny/lambda/gr-lam1e-02.safetensors --out runs/tiny-gr-pruned
+      aha-interp eval --model runs/tiny-gr-pruned --task gr --condition none --n 50
+    """
+    count("--threads", threads, high=MAX_THREADS)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise AhaError(f"--out {out} exists and is not an empty folder; choose a new folder")
+    out_dir(out)
+    on_interrupt("nothing was written; run the command again")
+    from ..masks import load_mask
+
+    m = load_mask(mask)
+
+    import torch
+
+    from ..models.lalm import load_model
+    from ..pruning import prune as prune_model, save_pruned
+
+    torch.set_num_threads(threads)
+    lalm = load_model(model)
+    before = sum(p.numel() for p in lalm.model.parameters())
+    pruned = prune_model(lalm, m, inplace=True)
+    after = sum(p.numel() for p in pruned.model.parameters())
+    kv = sum(len(k) for k in pruned.pruning["kv_heads"])
+    save_pruned(pruned, out)
+    log(f"kept {m.n_active} of {m.size} heads ({m.active_fraction:.1%}), {kv} of "
+        f"{pruned.n_layers * pruned.pruning['n_kv_heads']} key/value heads; parameters {before / 1e6:.2f} M -> "
+        f"{after / 1e6:.2f} M; wrote {out}")
 
 
 # ----------------------------------------------------------------------------- data

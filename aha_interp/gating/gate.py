@@ -28,13 +28,20 @@ class HeadGate:
     ----------
     modules : the attention output projections, one per layer (layer order)
     n_heads, head_dim : query heads per layer and their width
+    layout : for a pruned model, per layer the original index of each remaining query head (``-1`` for a
+        placeholder head, gated by 0); masks stay ``[n_layers, n_heads]`` in the original geometry
     """
 
-    def __init__(self, modules: Sequence[nn.Module], n_heads: int, head_dim: int):
+    def __init__(self, modules: Sequence[nn.Module], n_heads: int, head_dim: int,
+                 layout: Sequence[Sequence[int]] | None = None):
         self.modules = list(modules)
         self.n_layers = len(self.modules)
         self.n_heads = n_heads
         self.head_dim = head_dim
+        # per layer: heads the o_proj input holds, and (pruned) which mask column feeds each (n_heads = zero)
+        self.widths = [len(h) for h in layout] if layout is not None else [n_heads] * self.n_layers
+        self.index = None if layout is None else [torch.tensor([n_heads if h < 0 else h for h in hs], dtype=torch.long)
+                                                  for hs in layout]
         self._handles: list[Any] = []
         self._stack: list[list[torch.Tensor]] = []  # per-layer gate views; nested masked() blocks push
 
@@ -43,7 +50,7 @@ class HeadGate:
         return bool(self._stack)
 
     def _hook(self, layer: int):
-        n_heads, head_dim = self.n_heads, self.head_dim
+        n_heads, head_dim = self.widths[layer], self.head_dim
 
         def pre_hook(module: nn.Module, args: tuple):
             if not self._stack:
@@ -64,11 +71,13 @@ class HeadGate:
 
     def push(self, gates: torch.Tensor) -> None:
         """Start gating with ``gates`` ``[L, H]`` or ``[B, L, H]`` (already validated and on device)."""
-        if gates.dim() == 2:
-            views = [gates[l].view(1, 1, self.n_heads, 1) for l in range(self.n_layers)]
-        else:
-            b = gates.shape[0]
+        b = gates.shape[0] if gates.dim() == 3 else 1
+        gates = gates.reshape(b, self.n_layers, self.n_heads)
+        if self.index is None:
             views = [gates[:, l].reshape(b, 1, self.n_heads, 1) for l in range(self.n_layers)]
+        else:  # a pruned model: each remaining head reads its original column; placeholders read a zero
+            padded = torch.cat([gates, gates.new_zeros(b, self.n_layers, 1)], -1)
+            views = [padded[:, l, idx.to(gates.device)].reshape(b, 1, len(idx), 1) for l, idx in enumerate(self.index)]
         if not self._handles:
             self._handles = [m.register_forward_pre_hook(self._hook(l)) for l, m in enumerate(self.modules)]
         self._stack.append(views)
@@ -95,15 +104,24 @@ class HeadCapture:
     outputs of layer ``l`` (after any mask), detached.
     """
 
-    def __init__(self, modules: Sequence[nn.Module], n_heads: int, head_dim: int, layers: Sequence[int] | None = None):
+    def __init__(self, modules: Sequence[nn.Module], n_heads: int, head_dim: int, layers: Sequence[int] | None = None,
+                 layout: Sequence[Sequence[int]] | None = None):
         self.cache: dict[int, torch.Tensor] = {}
         self._handles = []
         for l, m in enumerate(modules):
             if layers is not None and l not in layers:
                 continue
+            width = n_heads if layout is None else len(layout[l])
+            kept = None if layout is None else [(i, h) for i, h in enumerate(layout[l]) if h >= 0]
 
-            def hook(module, args, output, l=l):  # a forward hook sees the input after the gate's pre-hook
-                self.cache[l] = args[0].detach().unflatten(-1, (n_heads, head_dim))
+            def hook(module, args, output, l=l, width=width, kept=kept):  # runs after the gate's pre-hook
+                z = args[0].detach().unflatten(-1, (width, head_dim))
+                if kept is not None:  # a pruned model: back to the original heads, pruned ones zero
+                    full = z.new_zeros(*z.shape[:-2], n_heads, head_dim)
+                    if kept:
+                        full[..., [h for _, h in kept], :] = z[..., [i for i, _ in kept], :]
+                    z = full
+                self.cache[l] = z
 
             self._handles.append(m.register_forward_hook(hook))
 

@@ -153,10 +153,7 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     return key
 
 
-def _detect_kind(path: str) -> str:
-    from transformers import AutoConfig
-
-    cfg = AutoConfig.from_pretrained(path)
+def _detect_kind(cfg) -> str:
     return "qwen2-audio" if cfg.model_type == "qwen2_audio" else "causal-lm"
 
 
@@ -166,14 +163,21 @@ def load_model(name_or_path: str | os.PathLike, *, kind: str | None = None, dtyp
     """Load a model and its processor from a local directory or a hub id and wrap it for masking.
 
     ``kind`` is detected from the config (``qwen2-audio`` or ``causal-lm``). Models are put in eval mode;
-    their parameters are left as loaded (call :meth:`LALM.freeze` before training a mask).
+    their parameters are left as loaded (call :meth:`LALM.freeze` before training a mask). A folder written by
+    ``aha-interp prune`` loads as the pruned model.
     Nothing is downloaded unless ``name_or_path`` is a hub id and the hub is reachable.
     """
+    from ..pruning.prune import apply_layout, pruning_record
+
     path = resolve_model(name_or_path)
     if (os.sep in path or path.startswith(".")) and not Path(path).is_dir():
         raise AhaError(f"no model folder at {path}; give a saved model directory, a hub id, or 'tiny'")
     try:
-        kind = kind or _detect_kind(path)
+        from transformers import AutoConfig
+
+        cfg = AutoConfig.from_pretrained(path)
+        pruned = pruning_record(cfg)
+        kind = kind or _detect_kind(cfg)
         kw = dict(from_pretrained_kwargs)
         if dtype is not None:
             kw["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
@@ -183,17 +187,23 @@ def load_model(name_or_path: str | os.PathLike, *, kind: str | None = None, dtyp
             from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
             processor = AutoProcessor.from_pretrained(path)
-            model = Qwen2AudioForConditionalGeneration.from_pretrained(path, **kw)
+            cls = Qwen2AudioForConditionalGeneration
         elif kind == "causal-lm":
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers import AutoTokenizer
+            from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
             processor = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, **kw)
+            cls = MODEL_FOR_CAUSAL_LM_MAPPING[type(cfg)]
         else:
             raise AhaError(f"unknown kind {kind!r}; use qwen2-audio or causal-lm")
-    except (OSError, ValueError) as e:  # missing files, or a folder that holds no model config
+        model = cls.from_pretrained(path, **kw)
+        if pruned is not None:  # the checkpoint holds full-size zero-padded heads: rebuild the compact model
+            apply_layout(model, pruned)
+    except (OSError, ValueError, KeyError) as e:  # missing files, or a folder that holds no model config
         raise AhaError(f"cannot load {path}: {str(e).splitlines()[0]} (no hub access here: give a local directory)") from None
     if device is not None:
         model.to(device)
     model_id = str(name_or_path) if str(name_or_path) in EMBEDDED_MODELS else path
+    if pruned is not None and pruned.get("model"):  # the original's masks apply to it: keep the original's name
+        model_id = pruned["model"]
     return LALM(model.eval(), processor, kind, model_id=model_id)

@@ -21,6 +21,7 @@ from torch import nn
 from ..errors import AhaError, MaskShapeError
 from ..gating.gate import HeadCapture, HeadGate
 from ..masks import HeadMask, head_label
+from ..pruning.prune import pruning_record
 
 # `(prefix.)layers.{l}.self_attn.o_proj` — the prefix names the decoder
 O_PROJ_PATTERN = re.compile(r"^(?P<prefix>(?:.*\.)?layers)\.(?P<layer>\d+)\.self_attn\.o_proj$")
@@ -95,16 +96,27 @@ class MaskedModel:
 
     def __init__(self, model: nn.Module, *, decoder: str | None = None, model_id: str | None = None):
         self.model = model
+        #: the layout of a pruned model (``aha_interp.pruning.prune``), None for a whole one
+        self.pruning = pruning_record(getattr(model, "config", None))
+        if self.pruning is not None:
+            decoder = decoder or self.pruning["decoder_prefix"]
         self.decoder_prefix, found = find_decoder_o_projs(model, decoder)
-        geoms = {_attn_geometry(attn, o, name) for name, attn, o in found}
-        if len(geoms) != 1:
-            raise AhaError(f"layers of {self.decoder_prefix} differ in head geometry: {sorted(geoms)}")
-        (self.n_heads, self.head_dim), = geoms
+        if self.pruning is not None:  # heads differ per layer; masks keep the original geometry
+            self.n_heads, self.head_dim = self.pruning["n_heads"], self.pruning["head_dim"]
+            if len(found) != self.pruning["n_layers"]:
+                raise AhaError(f"pruned model: {len(found)} layers, but its pruning record has {self.pruning['n_layers']}")
+        else:
+            geoms = {_attn_geometry(attn, o, name) for name, attn, o in found}
+            if len(geoms) != 1:
+                raise AhaError(f"layers of {self.decoder_prefix} differ in head geometry: {sorted(geoms)}")
+            (self.n_heads, self.head_dim), = geoms
         self.n_layers = len(found)
         self.hook_points = [name for name, _, _ in found]
+        self._attns = [attn for _, attn, _ in found]
         self._o_projs = [o for _, _, o in found]
         self.model_id = model_id or getattr(getattr(model, "config", None), "name_or_path", None) or None
-        self._gate = HeadGate(self._o_projs, self.n_heads, self.head_dim)
+        self._layout = self.pruning["q_heads"] if self.pruning is not None else None
+        self._gate = HeadGate(self._o_projs, self.n_heads, self.head_dim, self._layout)
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -125,13 +137,26 @@ class MaskedModel:
         return w.dtype if w is not None else next(self.model.parameters()).dtype
 
     def __repr__(self) -> str:
+        pruned = f", pruned to {int(self.kept.sum())} heads" if self.pruning is not None else ""
         return (f"{type(self).__name__}({type(self.model).__name__}, {self.n_layers} layers x {self.n_heads} heads "
-                f"(head_dim {self.head_dim}), gate at {self.decoder_prefix}.{{l}}.self_attn.o_proj)")
+                f"(head_dim {self.head_dim}){pruned}, gate at {self.decoder_prefix}.{{l}}.self_attn.o_proj)")
 
     # ------------------------------------------------------------------ masks
     def full_mask(self, **meta: Any) -> HeadMask:
-        """The all-heads-on mask for this model."""
+        """The all-heads-on mask for this model (a pruned model: its remaining heads)."""
+        if self.pruning is not None:
+            return HeadMask.from_active(self.kept, model=self.model_id, **meta)
         return HeadMask.ones(self.n_layers, self.n_heads, model=self.model_id, **meta)
+
+    @property
+    def kept(self) -> np.ndarray:
+        """Bool ``[n_layers, n_heads]``: the heads this model still has (all of them unless it was pruned)."""
+        keep = np.ones(self.shape, dtype=bool)
+        if self.pruning is not None:
+            keep[:] = False
+            for l, hs in enumerate(self.pruning["q_heads"]):
+                keep[l, [h for h in hs if h >= 0]] = True
+        return keep
 
     def as_gates(self, mask: HeadMask | torch.Tensor | np.ndarray) -> torch.Tensor:
         """Validate ``mask`` and return float gates ``[L, H]`` or ``[B, L, H]`` on the model's device/dtype.
@@ -147,6 +172,12 @@ class MaskedModel:
             if mask.meta.model and self.model_id and mask.meta.model != self.model_id:
                 warnings.warn(f"mask {mask.name!r} was made for {mask.meta.model!r}, applying it to {self.model_id!r}",
                               stacklevel=3)
+            if self.pruning is not None and (gone := mask.active & ~self.kept).any():
+                labels = [head_label(int(l), int(h)) for l, h in zip(*np.nonzero(gone))]
+                raise AhaError(
+                    f"mask {mask.name!r} keeps {len(labels)} heads this pruned model no longer has "
+                    f"({', '.join(labels[:4])}{', …' if len(labels) > 4 else ''}); apply it to the unpruned model, "
+                    "or restrict it to the remaining heads: mask & model.full_mask()")
             t = torch.from_numpy(np.array(mask.gates))
         elif isinstance(mask, np.ndarray):
             t = torch.from_numpy(np.asarray(mask, dtype=np.float32))
@@ -185,7 +216,7 @@ class MaskedModel:
     def capture_heads(self, layers: list[int] | None = None) -> Iterator[dict[int, torch.Tensor]]:
         """Record per-head outputs ``{layer: (B, T, H, D)}`` of the forwards run inside the block
         (the tensor TransformerLens calls ``blocks.{l}.attn.hook_z``, after any active mask)."""
-        cap = HeadCapture(self._o_projs, self.n_heads, self.head_dim, layers)
+        cap = HeadCapture(self._o_projs, self.n_heads, self.head_dim, layers, self._layout)
         try:
             yield cap.cache
         finally:
