@@ -56,3 +56,4 @@ notebooks: setup
 bench: setup
 	$(BIN)/python benchmarks/gate_overhead.py
 	$(BIN)/python benchmarks/train_overhead.py
+	$(BIN)/python benchmarks/prune_speed.py

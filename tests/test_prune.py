@@ -274,3 +274,41 @@ def test_kv_cache_bytes_and_savings_table():
     df = pruning_savings(masks, SHAPES["salmonn-13b"], n_tokens=[256])
     assert list(df["mask"]) == ["all", "half"] and df.loc[0, "flop_saving"] == 0
     assert 0.1 < df.loc[1, "flop_saving"] < 0.2 and df.loc[1, "kv_saving"] == pytest.approx(0.5)
+
+
+def test_cli_analyze_savings(tmp_path, capsys):
+    masks = ["masks/tiny/gr.safetensors", "masks/tiny/lambda/gr-lam1e-02.safetensors"]
+    out = tmp_path / "s.csv"
+    assert main(["analyze", "savings", "--shape", "tiny", *masks, "--tokens", "100", "--out", str(out)]) == 0
+    import pandas as pd
+
+    df = pd.read_csv(out)
+    assert list(df["n_active"]) == [71, 13] and (df["n_tokens"] == 100).all()
+    assert df["flop_saving"].iloc[1] > df["flop_saving"].iloc[0] > 0
+    assert df["kv_saving"].iloc[1] == pytest.approx(1 - 14 / 128, abs=1e-4)  # 13 heads + 1 zero head (empty layer)
+    for argv, fragment in [(["--shape", "tiny", "--tokens", "a,b"], "--tokens must be whole numbers"),
+                           (["--tokens", "10"], "give --shape"),
+                           (["--shape", "salmonn-13b"], "has shape (4, 32)")]:
+        capsys.readouterr()
+        assert main(["analyze", "savings", *argv, masks[0]]) == 2
+        assert fragment in capsys.readouterr().err
+
+
+def test_salmonn_savings(official_dir):
+    from aha_interp.masks import load_salmonn_masks
+
+    masks = load_salmonn_masks(official_dir, which="all")
+    df = pruning_savings(masks, SHAPES["salmonn-13b"], n_tokens=[256, 2048]).set_index(["mask", "n_tokens"])
+    name = next(n for n in masks if masks[n].n_active == 837)  # ASR|GR keeps 837 of 1600 heads
+    assert df.loc[(name, 256), "kv_saving"] == pytest.approx(1 - 837 / 1600)
+    assert 0.15 < df.loc[(name, 256), "flop_saving"] < df.loc[(name, 2048), "flop_saving"] < 0.2
+    assert (df["attention_share"] > 0.3).all() and (df["attention_share"] < 0.4).all()
+
+
+def test_transformer_lens_refuses_a_pruned_model():
+    pytest.importorskip("transformer_lens")
+    from aha_interp.models.tl import hooked_transformer
+
+    p = prune(tiny_causal_lm("llama", n_layers=3, n_heads=8, n_kv_heads=2), uneven_keep())
+    with pytest.raises(AhaError, match="TransformerLens needs every head"):
+        hooked_transformer(p)

@@ -87,6 +87,7 @@ for _app, _name, _fn in [
     (analyze_app, "jaccard", _masks.analyze_jaccard),
     (analyze_app, "layers", _masks.analyze_layers),
     (analyze_app, "algebra", _masks.analyze_algebra),
+    (analyze_app, "savings", _masks.analyze_savings),
     (plot_app, "jaccard", _masks.plot_jaccard),
     (plot_app, "mask", _masks.plot_mask),
     (plot_app, "layers", _masks.plot_layers),

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import AhaError
-from ._common import (FETCH_DIR, Composites, Fmt, Heads, Layers, MaskA, MaskArg, MaskArgs, MaskB, OutFig, OutTable,
+from ._common import (FETCH_DIR, Composites, count, Fmt, Heads, Layers, MaskA, MaskArg, MaskArgs, MaskB, OutFig, OutTable,
                       Preset, check_figure, emit, load, log, mpl, on_interrupt, out_dir, out_file, save, table_format)
 
 
@@ -118,6 +118,55 @@ def analyze_layers(
         emit(an.band_profile(named, band).round(2), fmt, out, index=True)
     else:
         emit(an.layer_profile(named), fmt, out)
+
+
+def analyze_savings(
+    masks: MaskArgs, preset: Preset = None, layers: Layers = None, heads: Heads = None,
+    shape: Annotated[Optional[str], typer.Option(help="Decoder sizes for the FLOP model: salmonn-13b, qwen2-audio-7b, "
+                                                      "or a model (tiny, a folder). Default: --preset's.")] = None,
+    tokens: Annotated[str, typer.Option(help="Prompt lengths, comma-separated.")] = "256,1024,4096",
+    fmt: Fmt = None, out: OutTable = None,
+) -> None:
+    """What pruning each mask (aha-interp prune) could save at best: the FLOP model's prefill saving, ideal
+    speed-up, attention's share of the FLOPs and the KV-cache saving, per prompt length. For the released
+    SALMONN-13B masks: --preset salmonn-13b masks/salmonn-13b/*.pth.
+
+    \b
+    Examples:
+      aha-interp analyze savings --shape tiny masks/tiny/gr.safetensors masks/tiny/lambda/*.safetensors
+      aha-interp analyze savings --shape tiny masks/tiny/gr.safetensors --tokens 100,1000 --out savings.csv
+    """
+    from ..pruning.flops import SHAPES, DecoderShape, pruning_savings
+
+    fmt = table_format(fmt, out)
+    try:
+        lengths = [int(t) for t in tokens.split(",")]
+    except ValueError:
+        raise AhaError(f"--tokens must be whole numbers separated by commas, got {tokens!r}") from None
+    for t in lengths:
+        count("--tokens", t)
+    name = shape or (preset if preset in SHAPES else None)
+    if name is None:
+        raise AhaError(f"give --shape ({', '.join(SHAPES)}, tiny or a model folder): the FLOP model needs the "
+                       "decoder's sizes")
+    if name in SHAPES:
+        dec = SHAPES[name]
+    else:
+        from transformers import AutoConfig
+
+        from ..models.lalm import resolve_model
+
+        try:
+            dec = DecoderShape.from_config(AutoConfig.from_pretrained(resolve_model(name)))
+        except (OSError, ValueError) as e:
+            raise AhaError(f"--shape {name}: not a known shape ({', '.join(SHAPES)}) and no model config there "
+                           f"({str(e).splitlines()[0]})") from None
+    named = load(masks, preset, layers, heads)
+    for n, m in named.items():
+        if m.shape != (dec.n_layers, dec.n_heads):
+            raise AhaError(f"mask {n!r} has shape {m.shape}, but --shape {name} has ({dec.n_layers}, {dec.n_heads})")
+    df = pruning_savings(named, dec, lengths)
+    emit(df.round(4), fmt, out)
 
 
 def analyze_algebra(

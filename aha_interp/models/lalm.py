@@ -167,7 +167,7 @@ def load_model(name_or_path: str | os.PathLike, *, kind: str | None = None, dtyp
     ``aha-interp prune`` loads as the pruned model.
     Nothing is downloaded unless ``name_or_path`` is a hub id and the hub is reachable.
     """
-    from ..pruning.prune import apply_layout, pruning_record
+    from ..pruning.pruned import apply_layout, pruning_record
 
     path = resolve_model(name_or_path)
     if (os.sep in path or path.startswith(".")) and not Path(path).is_dir():

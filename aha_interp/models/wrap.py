@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import AhaError, MaskShapeError
 from ..gating.gate import HeadCapture, HeadGate
 from ..masks import HeadMask, head_label
-from ..pruning.prune import pruning_record
+from ..pruning.pruned import pruning_record
 
 # `(prefix.)layers.{l}.self_attn.o_proj` — the prefix names the decoder
 O_PROJ_PATTERN = re.compile(r"^(?P<prefix>(?:.*\.)?layers)\.(?P<layer>\d+)\.self_attn\.o_proj$")
@@ -96,7 +96,7 @@ class MaskedModel:
 
     def __init__(self, model: nn.Module, *, decoder: str | None = None, model_id: str | None = None):
         self.model = model
-        #: the layout of a pruned model (``aha_interp.pruning.prune``), None for a whole one
+        #: the layout of a pruned model (``aha_interp.pruning.prune()``), None for a whole one
         self.pruning = pruning_record(getattr(model, "config", None))
         if self.pruning is not None:
             decoder = decoder or self.pruning["decoder_prefix"]

@@ -4,7 +4,7 @@ Counts matrix-multiply FLOPs (2 per multiply-add), as :class:`torch.utils.flop_c
 per layer the q/k/v/o projections, attention scores and their weighted sum over the *full* key length (what
 SDPA computes), the gated MLP (three matrices), and the LM head. Norms, rotary embeddings and softmax are
 left out (a few per cent at most). A pruned layer costs its remaining query heads — placeholders included —
-and its remaining key/value heads (:func:`aha_interp.pruning.prune.layout`).
+and its remaining key/value heads (:func:`head_layout`); pure numpy, no torch.
 """
 
 from __future__ import annotations
@@ -14,7 +14,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import AhaError
-from .prune import _layout
+
+
+def head_layout(keep: np.ndarray, n_kv: int) -> tuple[list[list[int]], list[list[int]]]:
+    """Per layer: the pruned layer's query heads (original index, ``-1`` = placeholder) and kept kv heads."""
+    n_layers, n_heads = keep.shape
+    g = n_heads // n_kv
+    q_heads, kv_heads = [], []
+    for l in range(n_layers):
+        groups = {k: [h for h in range(k * g, (k + 1) * g) if keep[l, h]] for k in range(n_kv)}
+        groups = {k: hs for k, hs in groups.items() if hs}
+        width = max((len(hs) for hs in groups.values()), default=0)
+        q_heads.append([h for hs in groups.values() for h in hs + [-1] * (width - len(hs))])
+        kv_heads.append(list(groups))
+    return q_heads, kv_heads
 
 
 @dataclass(frozen=True)
@@ -53,7 +66,7 @@ def _heads(shape: DecoderShape, keep: np.ndarray | None) -> tuple[np.ndarray, np
     keep = np.asarray(keep, dtype=bool)
     if keep.shape != (shape.n_layers, shape.n_heads):
         raise AhaError(f"mask shape {keep.shape} does not match the decoder ({shape.n_layers}, {shape.n_heads})")
-    q, kv = _layout(keep, shape.n_kv_heads)
+    q, kv = head_layout(keep, shape.n_kv_heads)
     return np.array([len(x) for x in q]), np.array([len(x) for x in kv])
 
 

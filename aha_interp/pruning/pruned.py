@@ -36,6 +36,7 @@ from torch import nn
 from .._atomic import current_umask
 from ..errors import AhaError, MaskShapeError
 from ..masks import HeadMask
+from .flops import head_layout
 
 FORMAT = "aha-interp/pruned-v1"
 
@@ -83,20 +84,6 @@ class SkippedAttention(nn.Module):
             if self.o_proj.bias is not None:
                 attn.o_proj.bias.copy_(self.o_proj.bias)
         return attn.requires_grad_(w.requires_grad)
-
-
-def _layout(keep: np.ndarray, n_kv: int) -> tuple[list[list[int]], list[list[int]]]:
-    """Per layer: the pruned layer's query heads (original index, ``-1`` = placeholder) and kept kv heads."""
-    n_layers, n_heads = keep.shape
-    g = n_heads // n_kv
-    q_heads, kv_heads = [], []
-    for l in range(n_layers):
-        groups = {k: [h for h in range(k * g, (k + 1) * g) if keep[l, h]] for k in range(n_kv)}
-        groups = {k: hs for k, hs in groups.items() if hs}
-        width = max((len(hs) for hs in groups.values()), default=0)
-        q_heads.append([h for hs in groups.values() for h in hs + [-1] * (width - len(hs))])
-        kv_heads.append(list(groups))
-    return q_heads, kv_heads
 
 
 def _linear(old: nn.Linear, *, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None,
@@ -183,7 +170,8 @@ def prune(model, mask: HeadMask | np.ndarray | torch.Tensor, *, inplace: bool = 
     model : a :class:`~aha_interp.MaskedModel` / :class:`~aha_interp.LALM` (from ``wrap`` or ``load_model``),
         or a plain ``nn.Module`` (it is wrapped first)
     mask : :class:`HeadMask` ``[n_layers, n_heads]`` (its active heads are kept), or a bool array of that shape
-    inplace : reshape ``model`` itself instead of a deep copy (saves memory on large models)
+    inplace : reshape ``model`` itself instead of a deep copy (saves memory on large models); use only the
+        returned wrapper afterwards
 
     Returns the pruned model wrapped the same way (``LALM`` stays ``LALM``, with its processor). Masks of the
     original geometry still apply to it (:meth:`MaskedModel.masked`) as long as they keep only remaining heads.
@@ -208,7 +196,7 @@ def prune(model, mask: HeadMask | np.ndarray | torch.Tensor, *, inplace: bool = 
         for p in ("q_proj", "k_proj", "v_proj", "o_proj"):
             if not isinstance(getattr(attn, p, None), nn.Module):
                 raise AhaError(f"{name_.rsplit('.', 1)[0]} has no {p}; prune handles q/k/v/o-projection attention")
-    q_heads, kv_heads = _layout(keep, n_kv)
+    q_heads, kv_heads = head_layout(keep, n_kv)
     record = {"format": FORMAT, "model": w.model_id, "decoder_prefix": w.decoder_prefix, "n_layers": w.n_layers, "n_heads": w.n_heads,
               "n_kv_heads": int(n_kv), "head_dim": w.head_dim, "q_heads": q_heads, "kv_heads": kv_heads,
               "mask": {"name": name, "model": getattr(getattr(mask, "meta", None), "model", None),
