@@ -2,6 +2,7 @@
 takes the original's masks, refuses what it cannot do, and the FLOP model counts what torch counts."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from aha_interp.pruning import SkippedAttention, prune, save_pruned
 from aha_interp.pruning.flops import SHAPES, DecoderShape, decoder_flops, kv_cache_bytes, pruning_savings
 
 torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
 FAMILIES = ["qwen2", "llama", "mistral", "gemma"]
 
 
@@ -41,7 +43,8 @@ def padded_ids(vocab=128, seed=0):
 
 
 def gen(model, ids, am, **kw):
-    return model.generate(input_ids=ids, attention_mask=am, max_new_tokens=8, do_sample=False, pad_token_id=0, **kw)
+    return model.generate(input_ids=ids, attention_mask=am, max_new_tokens=8, do_sample=False, pad_token_id=0,
+                          return_dict_in_generate=True, output_scores=True, **kw)
 
 
 # ----------------------------------------------------------------------------- exactness
@@ -63,11 +66,50 @@ def test_pruned_equals_masked_on_padded_batches_and_generate(family, n_kv):
     real = am.bool()
     assert (masked - pruned)[real].abs().max().item() < 1e-5
     assert (masked - plain)[real].abs().max().item() > 1e-2  # the mask matters, so equality means something
-    for kw in ({}, {"num_beams": 3}):
+    refs = {}
+    for mode, kw in (("greedy", {}), ("beam", {"num_beams": 3})):
         with w.masked(mask):
-            ref = gen(m, ids, am, **kw)
-        assert torch.equal(gen(p.model, ids, am, **kw), ref)
-    assert not torch.equal(gen(m, ids, am), ref) or not torch.equal(gen(m, ids, am, num_beams=3), ref)
+            refs[mode] = gen(m, ids, am, **kw)
+        out = gen(p.model, ids, am, **kw)
+        assert torch.equal(out.sequences, refs[mode].sequences)
+        assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(out.scores, refs[mode].scores))
+    # the mask changes the step scores (a random tiny model may still pick the same tokens)
+    assert (gen(m, ids, am).scores[0] - refs["greedy"].scores[0]).abs().max() > 1e-3
+
+
+def biased_llama(n_kv=2):
+    """A Llama with biases on q/k/v/o (attention_bias): the bias paths of pruning, skipping and saving."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=8,
+                      num_key_value_heads=n_kv, head_dim=8, attention_bias=True, pad_token_id=0, eos_token_id=1,
+                      bos_token_id=None)
+    m = LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for name, prm in m.named_parameters():
+            if name.endswith("bias"):
+                prm.normal_(0, 0.5)
+    return m
+
+
+def test_biases_survive_pruning_skipping_and_saving(tmp_path):
+    from transformers import LlamaForCausalLM
+
+    m = biased_llama()
+    w = wrap(m)
+    keep = uneven_keep()
+    p = prune(w, keep)
+    assert p.model.model.layers[1].self_attn.o_proj.bias is not None  # the skipped layer still adds its bias
+    ids, am, pos = padded_ids()
+    with torch.no_grad():
+        with w.masked(HeadMask.from_active(keep)):
+            ref = m(input_ids=ids, attention_mask=am, position_ids=pos).logits
+        assert (ref - p.model(input_ids=ids, attention_mask=am, position_ids=pos).logits)[am.bool()].abs().max() < 1e-5
+        save_pruned(p, tmp_path / "pruned")
+        plain = LlamaForCausalLM.from_pretrained(tmp_path / "pruned")
+        assert (ref - plain(input_ids=ids, attention_mask=am, position_ids=pos).logits)[am.bool()].abs().max() < 1e-5
+    assert wrap(plain).pruning is None and wrap(plain).shape == (3, 8)  # full size: an ordinary model
 
 
 def test_layout_placeholders_and_sizes():
@@ -99,9 +141,12 @@ def test_tiny_lalm_pruned_equals_masked():
     rng = np.random.default_rng(0)
     clips = [rng.normal(size=n).astype(np.float32) * 0.1 for n in (16000, 9000)]
     batch = lalm.build_inputs(clips, None, target=["male", "female"])
+    real = batch["attention_mask"].bool()
     with torch.no_grad():
-        diff = (lalm.forward(batch, mask).logits - p.forward(batch).logits)[batch["attention_mask"].bool()]
-    assert diff.abs().max().item() < 1e-5
+        masked = lalm.forward(batch, mask).logits
+        diff = (masked - p.forward(batch).logits)[real]
+        effect = (masked - lalm.forward(batch).logits)[real]
+    assert diff.abs().max().item() < 1e-5 and effect.abs().max().item() > 1e-2
     for beams in (1, 2):
         assert p.generate(clips, max_new_tokens=6, num_beams=beams) == \
             lalm.generate(clips, mask=mask, max_new_tokens=6, num_beams=beams)
@@ -116,7 +161,7 @@ def test_masks_of_the_original_geometry_apply_to_the_remaining_heads():
     ids, am, pos = padded_ids()
     sub = keep.copy()
     sub[0, 1] = False  # a mask inside the kept heads
-    g = torch.rand(2, 3, 8)  # per-example float gates: placeholders and pruned heads read nothing
+    g = torch.rand(3, 3, 8, generator=torch.Generator().manual_seed(1))  # a different float mask per row
     with torch.no_grad():
         for mk in (HeadMask.from_active(sub, task="sub"), torch.from_numpy(keep * 0.5).float()):
             gates = torch.from_numpy(mk.gates) if isinstance(mk, HeadMask) else mk
@@ -125,11 +170,14 @@ def test_masks_of_the_original_geometry_apply_to_the_remaining_heads():
             with p.masked(mk):
                 out = p.model(input_ids=ids, attention_mask=am, position_ids=pos).logits
             assert (ref - out)[am.bool()].abs().max().item() < 1e-5
-        with w.masked(torch.from_numpy(keep).float() * g[:1].expand(3, -1, -1)):
+        with w.masked(torch.from_numpy(keep).float() * g):
             ref = m(input_ids=ids, attention_mask=am, position_ids=pos).logits
-        with p.masked(g[:1].expand(3, -1, -1)):
+        with p.masked(g):
             out = p.model(input_ids=ids, attention_mask=am, position_ids=pos).logits
         assert (ref - out)[am.bool()].abs().max().item() < 1e-5
+        with p.masked(g[[1, 0, 2]]):  # rows swapped: row 0 must change, so rows are not mixed up
+            swapped = p.model(input_ids=ids, attention_mask=am, position_ids=pos).logits
+        assert (swapped - out)[0][am[0].bool()].abs().max().item() > 1e-3
         # capture_heads gives the original layout: pruned heads zero, kept ones as in the masked model
         with w.masked(HeadMask.from_active(keep)), w.capture_heads() as z_ref:
             m(input_ids=ids, attention_mask=am, position_ids=pos)
@@ -177,6 +225,10 @@ def test_save_and_load_round_trip(tmp_path):
     with pytest.raises(AhaError, match="not pruned"):
         save_pruned(lm, tmp_path / "x")
     assert not (tmp_path / "x").exists()
+    cfg["aha_pruning"]["q_heads"] = cfg["aha_pruning"]["q_heads"][:2]  # a damaged record: one line, no traceback
+    (tmp_path / "pruned" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(AhaError, match="damaged aha_pruning record"):
+        load_model(tmp_path / "pruned")
 
 
 # ----------------------------------------------------------------------------- refusals
@@ -277,7 +329,7 @@ def test_kv_cache_bytes_and_savings_table():
 
 
 def test_cli_analyze_savings(tmp_path, capsys):
-    masks = ["masks/tiny/gr.safetensors", "masks/tiny/lambda/gr-lam1e-02.safetensors"]
+    masks = [str(REPO / "masks/tiny/gr.safetensors"), str(REPO / "masks/tiny/lambda/gr-lam1e-02.safetensors")]
     out = tmp_path / "s.csv"
     assert main(["analyze", "savings", "--shape", "tiny", *masks, "--tokens", "100", "--out", str(out)]) == 0
     import pandas as pd

@@ -158,7 +158,7 @@ def analyze_savings(
 
         try:
             dec = DecoderShape.from_config(AutoConfig.from_pretrained(resolve_model(name)))
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, AttributeError, TypeError) as e:  # no config, or not a Llama-style decoder
             raise AhaError(f"--shape {name}: not a known shape ({', '.join(SHAPES)}) and no model config there "
                            f"({str(e).splitlines()[0]})") from None
     named = load(masks, preset, layers, heads)

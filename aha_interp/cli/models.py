@@ -17,8 +17,8 @@ from ..data.prompts import VARIATION_TYPES
 from ..data.speech import TRAIN_VOICES
 from ..errors import AhaError
 from ..evaluation.evaluate import CONDITIONS
-from ._common import (TASK_LIST, Fmt, ModelOpt, OutTable, check_task, count, emit, log, number, on_interrupt,
-                      out_dir, out_file, seed as check_seed, table_format, task_option)
+from ._common import (TASK_LIST, Fmt, Heads, Layers, ModelOpt, OutTable, Preset, check_task, count, emit, load, log,
+                      number, on_interrupt, out_dir, out_file, seed as check_seed, table_format, task_option)
 
 PROMPT_TYPES = ("seen", *VARIATION_TYPES)
 SPLITS = ("train", "test")
@@ -235,12 +235,13 @@ def eval_(
 
 # ----------------------------------------------------------------------------- prune
 def prune(
-    mask: Annotated[Path, typer.Option("--mask", help="The mask whose active heads are kept (.safetensors, or any "
-                                                      "mask file with --preset/--layers/--heads as in info).",
+    mask: Annotated[Path, typer.Option("--mask", help="The mask whose active heads are kept (.safetensors; a flat "
+                                                      "official .pth needs --preset or --layers/--heads).",
                                        show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the pruned model (new, or empty).",
                                       show_default=False)],
     model: ModelOpt = "tiny",
+    preset: Preset = None, layers: Layers = None, heads: Heads = None,
     threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
 ) -> None:
     """Remove the heads MASK switches off: a smaller model that computes what the masked model computes.
@@ -258,9 +259,7 @@ def prune(
         raise AhaError(f"--out {out} exists and is not an empty folder; choose a new folder")
     out_dir(out)
     on_interrupt("nothing was written; run the command again")
-    from ..masks import load_mask
-
-    m = load_mask(mask)
+    (m,) = load([mask], preset, layers, heads).values()
 
     import torch
 

@@ -175,8 +175,11 @@ def load_model(name_or_path: str | os.PathLike, *, kind: str | None = None, dtyp
     try:
         from transformers import AutoConfig
 
-        cfg = AutoConfig.from_pretrained(path)
-        pruned = pruning_record(cfg)
+        # the config is read as from_pretrained reads it (revision, trust_remote_code, token, …)
+        cfg_kw = {k: v for k, v in from_pretrained_kwargs.items()
+                  if k in ("revision", "trust_remote_code", "token", "cache_dir", "local_files_only", "subfolder")}
+        cfg = AutoConfig.from_pretrained(path, **cfg_kw)
+        layout = getattr(cfg, "aha_pruning", None)  # a folder written by save_pruned (checked once built)
         kind = kind or _detect_kind(cfg)
         kw = dict(from_pretrained_kwargs)
         if dtype is not None:
@@ -189,21 +192,21 @@ def load_model(name_or_path: str | os.PathLike, *, kind: str | None = None, dtyp
             processor = AutoProcessor.from_pretrained(path)
             cls = Qwen2AudioForConditionalGeneration
         elif kind == "causal-lm":
-            from transformers import AutoTokenizer
-            from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+            from transformers import AutoModelForCausalLM, AutoTokenizer
 
             processor = AutoTokenizer.from_pretrained(path)
-            cls = MODEL_FOR_CAUSAL_LM_MAPPING[type(cfg)]
+            cls = AutoModelForCausalLM
         else:
             raise AhaError(f"unknown kind {kind!r}; use qwen2-audio or causal-lm")
         model = cls.from_pretrained(path, **kw)
-        if pruned is not None:  # the checkpoint holds full-size zero-padded heads: rebuild the compact model
-            apply_layout(model, pruned)
-    except (OSError, ValueError, KeyError) as e:  # missing files, or a folder that holds no model config
+        if layout is not None:  # the checkpoint holds full-size zero-padded heads: rebuild the compact model
+            pruning_record(model)  # the record checked against the model before it is applied
+            apply_layout(model, layout)
+    except (OSError, ValueError) as e:  # missing files, or a folder that holds no model config
         raise AhaError(f"cannot load {path}: {str(e).splitlines()[0]} (no hub access here: give a local directory)") from None
     if device is not None:
         model.to(device)
     model_id = str(name_or_path) if str(name_or_path) in EMBEDDED_MODELS else path
-    if pruned is not None and pruned.get("model"):  # the original's masks apply to it: keep the original's name
-        model_id = pruned["model"]
+    if layout is not None and layout.get("model"):  # the original's masks apply to it: keep the original's name
+        model_id = layout["model"]
     return LALM(model.eval(), processor, kind, model_id=model_id)

@@ -60,7 +60,9 @@ def hooked_transformer(model: torch.nn.Module | MaskedModel):
     from transformer_lens.pretrained.weight_conversions import convert_llama_weights, convert_qwen2_weights
 
     hf = model.model if isinstance(model, MaskedModel) else model
-    if getattr(getattr(hf, "config", None), "aha_pruning", None) is not None:
+    from ..pruning.pruned import pruning_record
+
+    if pruning_record(hf) is not None:
         raise AhaError("TransformerLens needs every head: convert the unpruned model and gate it with the mask "
                        "(z_hooks) instead of a pruned one")
     cfg, parts, arch = _decoder_parts(hf)

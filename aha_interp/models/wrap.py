@@ -97,7 +97,7 @@ class MaskedModel:
     def __init__(self, model: nn.Module, *, decoder: str | None = None, model_id: str | None = None):
         self.model = model
         #: the layout of a pruned model (``aha_interp.pruning.prune()``), None for a whole one
-        self.pruning = pruning_record(getattr(model, "config", None))
+        self.pruning = pruning_record(model)
         if self.pruning is not None:
             decoder = decoder or self.pruning["decoder_prefix"]
         self.decoder_prefix, found = find_decoder_o_projs(model, decoder)

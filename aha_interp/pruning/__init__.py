@@ -1,6 +1,6 @@
 """Pruning: a mask's switched-off heads removed from the model, for identical outputs at less compute.
 
-:mod:`.flops` (the FLOP model) needs only numpy; :mod:`.prune` (torch) loads when one of its names is used.
+:mod:`.flops` (the FLOP model) needs only numpy; :mod:`.pruned` (torch) loads when one of its names is used.
 """
 
 from .flops import SHAPES, DecoderShape, attention_share, decoder_flops, head_layout, kv_cache_bytes, pruning_savings

@@ -21,7 +21,6 @@ model's outputs at full cost), and ``load_model(DIR)`` slices it back into the c
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 import tempfile
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._atomic import current_umask
+from .._atomic import current_umask, write_error
 from ..errors import AhaError, MaskShapeError
 from ..masks import HeadMask
 from .flops import head_layout
@@ -180,22 +179,24 @@ def prune(model, mask: HeadMask | np.ndarray | torch.Tensor, *, inplace: bool = 
 
     w = wrap(model)
     if w.pruning is not None:
-        kept = sum(len([h for h in q if h >= 0]) for q in w.pruning["q_heads"])
-        raise AhaError(f"this model is already pruned (mask {w.pruning['mask']['name']!r}, {kept} of "
+        raise AhaError(f"this model is already pruned (mask {w.pruning['mask']['name']!r}, {int(w.kept.sum())} of "
                        f"{w.n_layers * w.n_heads} heads kept); prune the original model with the combined mask (a & b)")
     keep, name = _as_keep(mask, w.shape)
     if not keep.any():
         raise AhaError(f"mask {name!r} keeps no head: the pruned decoder would have no attention at all (only its "
                        "MLPs); refusing — choose a mask with at least one active head")
-    attn0 = w._attns[0]
-    cfg = getattr(attn0, "config", None)
-    n_kv = getattr(cfg, "num_key_value_heads", None) or w.n_heads
-    if w.n_heads % n_kv:
-        raise AhaError(f"{w.n_heads} query heads do not split into {n_kv} key/value groups")
+    if isinstance(mask, HeadMask) and mask.meta.model and w.model_id and mask.meta.model != w.model_id:
+        warnings.warn(f"mask {name!r} was made for {mask.meta.model!r}, pruning {w.model_id!r} with it", stacklevel=2)
     for name_, attn in zip(w.hook_points, w._attns):
         for p in ("q_proj", "k_proj", "v_proj", "o_proj"):
             if not isinstance(getattr(attn, p, None), nn.Module):
                 raise AhaError(f"{name_.rsplit('.', 1)[0]} has no {p}; prune handles q/k/v/o-projection attention")
+        if attn.q_proj.weight.device.type == "meta":
+            raise AhaError("cannot prune a model whose weights are offloaded (on the meta device); load it whole "
+                           "onto one device (no disk/CPU offload in device_map)")
+    n_kv = w._attns[0].k_proj.out_features // w.head_dim  # the module's own size, whatever its config says
+    if w.n_heads % n_kv:
+        raise AhaError(f"{w.n_heads} query heads do not split into {n_kv} key/value groups")
     q_heads, kv_heads = head_layout(keep, n_kv)
     record = {"format": FORMAT, "model": w.model_id, "decoder_prefix": w.decoder_prefix, "n_layers": w.n_layers, "n_heads": w.n_heads,
               "n_kv_heads": int(n_kv), "head_dim": w.head_dim, "q_heads": q_heads, "kv_heads": kv_heads,
@@ -265,7 +266,7 @@ def save_pruned(model, out: str | os.PathLike) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name[:64]}.", dir=out.parent))
     except OSError as e:
-        raise AhaError(f"cannot write {out}: {e.strerror or e}; choose another --out") from None
+        raise write_error(out, e) from None
     try:
         w.model.save_pretrained(tmp, state_dict=_full_state_dict(w.model, w.pruning))
         if getattr(w, "processor", None) is not None:
@@ -273,19 +274,35 @@ def save_pruned(model, out: str | os.PathLike) -> Path:
         os.chmod(tmp, 0o777 & ~current_umask())
         os.replace(tmp, out)
     except OSError as e:
-        raise AhaError(f"cannot write {out}: {e.strerror or e}; choose another --out") from None
+        raise write_error(out, e) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
-def pruning_record(config) -> dict | None:
-    """The pruning layout stored in a loaded config (``config.aha_pruning``), checked; None if not pruned."""
-    rec = getattr(config, "aha_pruning", None)
+def pruning_record(model: nn.Module) -> dict | None:
+    """The layout of a pruned model (``model.config.aha_pruning``), checked against its layers; None for a whole
+    model — also for a pruned checkpoint loaded by a plain ``from_pretrained``, which is full-size."""
+    rec = getattr(getattr(model, "config", None), "aha_pruning", None)
     if rec is None:
         return None
     keys = ("format", "decoder_prefix", "n_layers", "n_heads", "n_kv_heads", "head_dim", "q_heads", "kv_heads")
-    if not isinstance(rec, dict) or rec.get("format") != FORMAT or any(k not in rec for k in keys):
-        raise AhaError("this model's config has a damaged aha_pruning record; prune the original model again "
+    damaged = AhaError("this model's config has a damaged aha_pruning record; prune the original model again "
                        "(aha-interp prune)")
+    if not isinstance(rec, dict) or rec.get("format") != FORMAT or any(k not in rec for k in keys):
+        raise damaged
+    from ..models.wrap import find_decoder_o_projs
+
+    _, found = find_decoder_o_projs(model, rec["decoder_prefix"])
+    q, kv, n, d = rec["q_heads"], rec["kv_heads"], rec["n_heads"], rec["head_dim"]
+    n_kv = rec["n_kv_heads"]
+    if len(found) != rec["n_layers"] or len(q) != len(found) or len(kv) != len(found) or not all(
+            isinstance(h, int) and -1 <= h < n for hs in q for h in hs) or not all(
+            isinstance(k, int) and 0 <= k < n_kv for ks in kv for k in ks):
+        raise damaged
+    widths = [o.weight.shape[1] for _, _, o in found]
+    if all(w == n * d for w in widths) and not any(isinstance(a, SkippedAttention) for _, a, _ in found):
+        return None  # the full-size checkpoint (pruned heads zero): an ordinary model
+    if widths != [len(hs) * d for hs in q]:
+        raise damaged
     return rec
