@@ -244,6 +244,14 @@ def test_refusals():
     with pytest.raises(AhaError, match="already pruned"):
         prune(p, np.ones((3, 8), bool))
     assert wrap(m).pruning is None  # prune() copies by default
+    with torch.device("meta"):
+        offloaded = tiny_causal_lm("qwen2", n_layers=3, n_heads=8, n_kv_heads=2)
+    with pytest.raises(AhaError, match="offloaded"):
+        prune(offloaded, uneven_keep())
+    from aha_interp.pruning import apply_layout
+
+    with pytest.raises(AhaError, match="offloaded"):  # the load path's own check, below prune()
+        apply_layout(offloaded, p.pruning)
 
 
 @pytest.fixture(scope="module")

@@ -102,9 +102,7 @@ class MaskedModel:
             decoder = decoder or self.pruning["decoder_prefix"]
         self.decoder_prefix, found = find_decoder_o_projs(model, decoder)
         if self.pruning is not None:  # heads differ per layer; masks keep the original geometry
-            self.n_heads, self.head_dim = self.pruning["n_heads"], self.pruning["head_dim"]
-            if len(found) != self.pruning["n_layers"]:
-                raise AhaError(f"pruned model: {len(found)} layers, but its pruning record has {self.pruning['n_layers']}")
+            self.n_heads, self.head_dim = self.pruning["n_heads"], self.pruning["head_dim"]  # checked by pruning_record
         else:
             geoms = {_attn_geometry(attn, o, name) for name, attn, o in found}
             if len(geoms) != 1:

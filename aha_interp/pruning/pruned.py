@@ -94,9 +94,10 @@ def _linear(old: nn.Linear, *, rows: torch.Tensor | None = None, cols: torch.Ten
     w, b = old.weight, old.bias
     out_f = n_rows if n_rows is not None else w.shape[0]
     in_f = n_cols if n_cols is not None else w.shape[1]
+    if w.device.type == "meta":  # nothing to slice: an offloaded weight would come back uninitialised
+        raise AhaError("cannot prune a model whose weights are offloaded (on the meta device); load it whole "
+                       "onto one device (no disk/CPU offload in device_map)")
     new = nn.Linear(in_f, out_f, bias=b is not None, device=w.device, dtype=w.dtype)
-    if w.device.type == "meta":
-        return new
     with torch.no_grad():
         if rows is not None:
             pad = torch.zeros(1, w.shape[1], device=w.device, dtype=w.dtype)
@@ -120,8 +121,8 @@ def _head_rows(heads: list[int], head_dim: int, device) -> torch.Tensor:
 
 
 def apply_layout(model: nn.Module, record: dict) -> None:
-    """Reshape ``model``'s decoder attention in place to ``record``'s layout (weights sliced from the current
-    ones, so on a freshly built model they are placeholders until the checkpoint loads)."""
+    """Reshape ``model``'s decoder attention in place to ``record``'s layout, slicing the current weights (a
+    full-size model, or the zero-padded checkpoint ``save_pruned`` wrote)."""
     from ..models.wrap import find_decoder_o_projs
 
     modules = dict(model.named_modules())
