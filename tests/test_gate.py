@@ -273,7 +273,7 @@ def test_load_model_round_trip(tmp_path, audio_lalm, clips):
     with pytest.raises(AhaError, match="no model folder"):
         load_model(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(AhaError, match="cannot load"):
+    with pytest.raises(AhaError, match="holds no config.json"):
         load_model(tmp_path / "empty")
 
 

@@ -101,6 +101,18 @@ class Qwen2AudioAdapter:
         return with_positions(enc)
 
 
+class Qwen2AudioBaseAdapter(Qwen2AudioAdapter):
+    """Qwen2-Audio Base (no chat template): ``<|audio_bos|><|AUDIO|><|audio_eos|>`` then the instruction as a plain
+    text prefix (the base model card's format, e.g. "Generate the caption in English:"); answers end at
+    ``<|endoftext|>``."""
+
+    kind = "qwen2-audio-base"
+    eos_token = "<|endoftext|>"
+
+    def prompt(self, instruction: str | None, text: str | None = None) -> str:
+        return "<|audio_bos|><|AUDIO|><|audio_eos|>" + (instruction or "")
+
+
 class CausalLMAdapter:
     """A text decoder: the instruction and the text as one user turn (through the chat template if there is one)."""
 
@@ -144,4 +156,4 @@ def append_targets(batch: dict, targets: Sequence[str], tok, eos: str) -> dict:
     return out
 
 
-ADAPTERS = {a.kind: a for a in (Qwen2AudioAdapter, CausalLMAdapter)}
+ADAPTERS = {a.kind: a for a in (Qwen2AudioAdapter, Qwen2AudioBaseAdapter, CausalLMAdapter)}

@@ -39,8 +39,9 @@ class LALM(MaskedModel):
     sampling rate; ``instruction`` = str or None per item; ``target`` = the answer text.
     """
 
-    def __init__(self, model, processor, kind: str, *, model_id: str | None = None, decoder: str | None = None):
-        super().__init__(model, decoder=decoder, model_id=model_id)
+    def __init__(self, model, processor, kind: str, *, model_id: str | None = None, decoder: str | None = None,
+                 model_info: dict | None = None):
+        super().__init__(model, decoder=decoder, model_id=model_id, model_info=model_info)
         if kind not in ADAPTERS:
             raise AhaError(f"unknown model kind {kind!r}; choose one of {', '.join(ADAPTERS)}")
         self.kind = kind
@@ -144,69 +145,57 @@ EMBEDDED_MODELS = {"tiny": Path(__file__).resolve().parents[1] / "assets" / "tin
 
 def resolve_model(name_or_path: str | os.PathLike) -> str:
     """A shipped model's folder for its name (``"tiny"``), else the argument unchanged."""
+    from .hub import locate
+
     key = str(name_or_path)
-    if key in EMBEDDED_MODELS:
-        path = EMBEDDED_MODELS[key]
-        if not (path / "config.json").exists():
-            raise AhaError(f"the embedded model {key!r} is missing from {path}; rebuild it: aha-interp build-model {key}")
-        return str(path)
-    return key
-
-
-def _detect_kind(cfg) -> str:
-    return "qwen2-audio" if cfg.model_type == "qwen2_audio" else "causal-lm"
+    return locate(key, EMBEDDED_MODELS)[1] if key in EMBEDDED_MODELS else key
 
 
 def load_model(name_or_path: str | os.PathLike, *, kind: str | None = None, dtype: torch.dtype | str | None = None,
                device: str | torch.device | None = None, attn_implementation: str | None = None,
                **from_pretrained_kwargs: Any) -> LALM:
-    """Load a model and its processor from a local directory or a hub id and wrap it for masking.
+    """Load a model and its processor the way transformers does, and wrap it for masking.
 
-    ``kind`` is detected from the config (``qwen2-audio`` or ``causal-lm``). Models are put in eval mode;
-    their parameters are left as loaded (call :meth:`LALM.freeze` before training a mask). A folder written by
+    ``name_or_path``: ``"tiny"`` (the shipped model), a folder written by ``save_pretrained``, or a hub id
+    (``org/name``), read from the local HF cache when ``HF_HUB_OFFLINE=1``. ``kind`` (see
+    :data:`~aha_interp.models.families.FAMILIES`) is detected from the config. ``dtype``, ``device``,
+    ``attn_implementation`` and ``from_pretrained_kwargs`` (``revision``, ``device_map``, ``token``,
+    ``cache_dir``, …) go to ``from_pretrained`` unchanged; nothing else is switched. Models are put in eval
+    mode, their parameters left as loaded (:meth:`LALM.freeze` before training a mask). A folder written by
     ``aha-interp prune`` loads as the pruned model.
-    Nothing is downloaded unless ``name_or_path`` is a hub id and the hub is reachable.
     """
     from ..pruning.pruned import apply_layout, pruning_record
+    from .families import BY_KIND, family_for, load_processor
+    from .hub import HUB_KWARGS, identity, load_error, locate
 
-    path = resolve_model(name_or_path)
-    if (os.sep in path or path.startswith(".")) and not Path(path).is_dir():
-        raise AhaError(f"no model folder at {path}; give a saved model directory, a hub id, or 'tiny'")
+    where, src, name = locate(str(name_or_path), EMBEDDED_MODELS)
+    hub_kw = {k: v for k, v in from_pretrained_kwargs.items() if k in HUB_KWARGS}
+    from transformers import AutoConfig
+
+    try:  # the config is read as from_pretrained reads it (revision, trust_remote_code, token, …)
+        cfg = AutoConfig.from_pretrained(src, **hub_kw)
+    except (OSError, ValueError) as e:  # missing files, a folder with no model config, an id not in the cache
+        raise load_error(where, src, e, "config") from None
+    fam = family_for(cfg, kind)
+    layout = getattr(cfg, "aha_pruning", None)  # a folder written by save_pruned (checked once built)
+    processor = load_processor(fam, src, where, hub_kw)
+    if fam.kind == "qwen2-audio" and kind is None and not getattr(processor, "chat_template", None):
+        fam = BY_KIND["qwen2-audio-base"]  # Qwen2-Audio-7B (Base) ships no chat template
+    kw = dict(from_pretrained_kwargs)
+    if dtype is not None:
+        kw["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if attn_implementation:
+        kw["attn_implementation"] = attn_implementation
     try:
-        from transformers import AutoConfig
-
-        # the config is read as from_pretrained reads it (revision, trust_remote_code, token, …)
-        cfg_kw = {k: v for k, v in from_pretrained_kwargs.items()
-                  if k in ("revision", "trust_remote_code", "token", "cache_dir", "local_files_only", "subfolder")}
-        cfg = AutoConfig.from_pretrained(path, **cfg_kw)
-        layout = getattr(cfg, "aha_pruning", None)  # a folder written by save_pruned (checked once built)
-        kind = kind or _detect_kind(cfg)
-        kw = dict(from_pretrained_kwargs)
-        if dtype is not None:
-            kw["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-        if attn_implementation:
-            kw["attn_implementation"] = attn_implementation
-        if kind == "qwen2-audio":
-            from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
-
-            processor = AutoProcessor.from_pretrained(path)
-            cls = Qwen2AudioForConditionalGeneration
-        elif kind == "causal-lm":
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            processor = AutoTokenizer.from_pretrained(path)
-            cls = AutoModelForCausalLM
-        else:
-            raise AhaError(f"unknown kind {kind!r}; use qwen2-audio or causal-lm")
-        model = cls.from_pretrained(path, **kw)
-        if layout is not None:  # the checkpoint holds full-size zero-padded heads: rebuild the compact model
-            pruning_record(model)  # the record checked against the model before it is applied
-            apply_layout(model, layout)
-    except (OSError, ValueError) as e:  # missing files, or a folder that holds no model config
-        raise AhaError(f"cannot load {path}: {str(e).splitlines()[0]} (no hub access here: give a local directory)") from None
+        model = fam.model_cls().from_pretrained(src, **kw)
+    except (OSError, ValueError) as e:
+        raise load_error(where, src, e) from None
+    if layout is not None:  # the checkpoint holds full-size zero-padded heads: rebuild the compact model
+        pruning_record(model)  # the record checked against the model before it is applied
+        apply_layout(model, layout)
     if device is not None:
         model.to(device)
-    model_id = str(name_or_path) if str(name_or_path) in EMBEDDED_MODELS else path
+    info = identity(name, where, cfg)
     if layout is not None and layout.get("model"):  # the original's masks apply to it: keep the original's name
-        model_id = layout["model"]
-    return LALM(model.eval(), processor, kind, model_id=model_id)
+        info.update(model=layout["model"], model_config_hash=layout.get("model_config_hash"))
+    return LALM(model.eval(), processor, fam.kind, model_id=info["model"], model_info=info)

@@ -21,6 +21,7 @@ from torch import nn
 from ..errors import AhaError, MaskShapeError
 from ..gating.gate import HeadCapture, HeadGate
 from ..masks import HeadMask, head_label
+from .hub import same_model
 from ..pruning.pruned import pruning_record
 
 # `(prefix.)layers.{l}.self_attn.o_proj` — the prefix names the decoder
@@ -94,7 +95,8 @@ class MaskedModel:
     model_id : a name for the model, stored in masks trained on it
     """
 
-    def __init__(self, model: nn.Module, *, decoder: str | None = None, model_id: str | None = None):
+    def __init__(self, model: nn.Module, *, decoder: str | None = None, model_id: str | None = None,
+                 model_info: dict | None = None):
         self.model = model
         #: the layout of a pruned model (``aha_interp.pruning.prune()``), None for a whole one
         self.pruning = pruning_record(model)
@@ -113,6 +115,14 @@ class MaskedModel:
         self._attns = [attn for _, attn, _ in found]
         self._o_projs = [o for _, _, o in found]
         self.model_id = model_id or getattr(getattr(model, "config", None), "name_or_path", None) or None
+        if model_info is None:  # a model built in Python: its config still names its architecture
+            from ..models.hub import config_hash
+
+            cfg = getattr(model, "config", None)
+            model_info = {"model": self.model_id, "model_revision": None,
+                          "model_config_hash": config_hash(cfg) if hasattr(cfg, "to_dict") else None}
+        #: ``{"model", "model_revision", "model_config_hash"}``: what masks trained here record (see models.hub)
+        self.model_info = {**model_info, "model": self.model_id}
         self._layout = self.pruning["q_heads"] if self.pruning is not None else None
         self._gate = HeadGate(self._o_projs, self.n_heads, self.head_dim, self._layout)
 
@@ -140,11 +150,16 @@ class MaskedModel:
                 f"(head_dim {self.head_dim}){pruned}, gate at {self.decoder_prefix}.{{l}}.self_attn.o_proj)")
 
     # ------------------------------------------------------------------ masks
+    def mask_extra(self) -> dict:
+        """The model's identity and geometry, as a mask's ``extra`` metadata records them."""
+        return {**{k: v for k, v in self.model_info.items() if k != "model" and v is not None},
+                "model_geometry": [self.n_layers, self.n_heads, self.head_dim]}
+
     def full_mask(self, **meta: Any) -> HeadMask:
         """The all-heads-on mask for this model (a pruned model: its remaining heads)."""
         if self.pruning is not None:
-            return HeadMask.from_active(self.kept, model=self.model_id, **meta)
-        return HeadMask.ones(self.n_layers, self.n_heads, model=self.model_id, **meta)
+            return HeadMask.from_active(self.kept, model=self.model_id, **{"extra": self.mask_extra(), **meta})
+        return HeadMask.ones(self.n_layers, self.n_heads, model=self.model_id, **{"extra": self.mask_extra(), **meta})
 
     @property
     def kept(self) -> np.ndarray:
@@ -167,9 +182,8 @@ class MaskedModel:
                     f"mask {mask.name!r} has shape {mask.shape} ({mask.meta.model or 'unknown model'}), but this model "
                     f"has {self.shape} (layers, heads); the mask was made for another model"
                 )
-            if mask.meta.model and self.model_id and mask.meta.model != self.model_id:
-                warnings.warn(f"mask {mask.name!r} was made for {mask.meta.model!r}, applying it to {self.model_id!r}",
-                              stacklevel=3)
+            if (why := same_model(mask.meta, self.model_info)) is not None:
+                warnings.warn(f"mask {mask.name!r} {why}; applying it anyway (same shape)", stacklevel=3)
             if self.pruning is not None and (gone := mask.active & ~self.kept).any():
                 labels = [head_label(int(l), int(h)) for l, h in zip(*np.nonzero(gone))]
                 raise AhaError(

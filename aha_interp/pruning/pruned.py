@@ -186,8 +186,10 @@ def prune(model, mask: HeadMask | np.ndarray | torch.Tensor, *, inplace: bool = 
     if not keep.any():
         raise AhaError(f"mask {name!r} keeps no head: the pruned decoder would have no attention at all (only its "
                        "MLPs); refusing — choose a mask with at least one active head")
-    if isinstance(mask, HeadMask) and mask.meta.model and w.model_id and mask.meta.model != w.model_id:
-        warnings.warn(f"mask {name!r} was made for {mask.meta.model!r}, pruning {w.model_id!r} with it", stacklevel=2)
+    from ..models.hub import same_model
+
+    if isinstance(mask, HeadMask) and (why := same_model(mask.meta, w.model_info)) is not None:
+        warnings.warn(f"mask {name!r} {why}; pruning with it anyway", stacklevel=2)
     for name_, attn in zip(w.hook_points, w._attns):
         for p in ("q_proj", "k_proj", "v_proj", "o_proj"):
             if not isinstance(getattr(attn, p, None), nn.Module):
@@ -199,7 +201,8 @@ def prune(model, mask: HeadMask | np.ndarray | torch.Tensor, *, inplace: bool = 
     if w.n_heads % n_kv:
         raise AhaError(f"{w.n_heads} query heads do not split into {n_kv} key/value groups")
     q_heads, kv_heads = head_layout(keep, n_kv)
-    record = {"format": FORMAT, "model": w.model_id, "decoder_prefix": w.decoder_prefix, "n_layers": w.n_layers, "n_heads": w.n_heads,
+    record = {"format": FORMAT, "model": w.model_id, "model_config_hash": w.model_info.get("model_config_hash"),
+              "decoder_prefix": w.decoder_prefix, "n_layers": w.n_layers, "n_heads": w.n_heads,
               "n_kv_heads": int(n_kv), "head_dim": w.head_dim, "q_heads": q_heads, "kv_heads": kv_heads,
               "mask": {"name": name, "model": getattr(getattr(mask, "meta", None), "model", None),
                        "n_active": int(keep.sum())}}
@@ -207,8 +210,9 @@ def prune(model, mask: HeadMask | np.ndarray | torch.Tensor, *, inplace: bool = 
     apply_layout(target, record)
     target.config.aha_pruning = record
     if hasattr(w, "processor"):
-        return type(w)(target, w.processor, w.kind, model_id=w.model_id, decoder=w.decoder_prefix)
-    return MaskedModel(target, decoder=w.decoder_prefix, model_id=w.model_id)
+        return type(w)(target, w.processor, w.kind, model_id=w.model_id, decoder=w.decoder_prefix,
+                       model_info=w.model_info)
+    return MaskedModel(target, decoder=w.decoder_prefix, model_id=w.model_id, model_info=w.model_info)
 
 
 # ---------------------------------------------------------------------------------------------- files

@@ -420,7 +420,7 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *,
         extra={"noise": cfg.noise, "lr": cfg.lr, "batch_size": cfg.batch_size, "n_train": len(examples),
                "train_voices": cfg.train_voices, "init": [cfg.init_mean, cfg.init_std],
                "final_loss": final.get("loss"), "final_ce": final.get("ce"),
-               "train_seconds": round(time.time() - t0, 1)},
+               "train_seconds": round(time.time() - t0, 1), **lalm.mask_extra()},
     )
     if run.lead:
         mask.save(run.path / "mask.safetensors")

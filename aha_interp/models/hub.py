@@ -1,0 +1,109 @@
+"""Where a model comes from, the way transformers finds it: a shipped name, a local folder, or a hub id
+(from the local HF cache when the hub is offline), and the identity a mask records.
+
+A mask stores its model as ``model`` (the name as given: ``tiny``, ``org/name``, or the folder) and, in
+``extra``, ``model_revision`` (the hub snapshot's commit), ``model_config_hash`` (a hash of the config with
+load-time fields removed, so the same model saved into another folder or loaded in another dtype has the
+same hash) and ``model_geometry`` (``[n_layers, n_heads, head_dim]``). Two models are "the same" for a mask
+when their config hashes agree (or, for masks that carry none, their names).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import AhaError
+
+#: what transformers' from_pretrained takes to find files; passed to the config, processor and model alike
+HUB_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "trust_remote_code", "subfolder",
+              "force_download", "proxies")
+#: ``org/name`` or ``name``: what the hub accepts as a repository id
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+#: config fields that say how a model was loaded or saved, not what it is
+VOLATILE = frozenset({"_name_or_path", "transformers_version", "dtype", "torch_dtype", "_commit_hash",
+                      "attn_implementation", "_attn_implementation", "_attn_implementation_autoset",
+                      "_attn_implementation_internal", "aha_pruning", "use_cache", "output_attentions",
+                      "output_hidden_states", "return_dict", "_experts_implementation"})
+
+
+def locate(name: str, embedded: dict[str, Path]) -> tuple[str, str, str]:
+    """``(where, path_or_id, name)``: ``embedded`` (a shipped model's folder), ``folder`` or ``hub`` (an id);
+    ``name`` is what masks record (the shipped name, the absolute folder, the id)."""
+    key = str(name)
+    if key in embedded:
+        path = embedded[key]
+        if not (path / "config.json").exists():
+            raise AhaError(f"the embedded model {key!r} is missing from {path}; rebuild it: aha-interp build-model {key}")
+        return "embedded", str(path), key
+    p = Path(key).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise AhaError(f"{key} is a file; give a model folder (one with config.json), a hub id, or 'tiny'")
+        if not (p / "config.json").exists():
+            raise AhaError(f"{key} holds no config.json; give a folder written by save_pretrained, a hub id, or 'tiny'")
+        for name_, path_ in embedded.items():  # the shipped folder by its path is the shipped model
+            if p.resolve() == path_.resolve():
+                return "embedded", str(path_), name_
+        return "folder", str(p), str(p.resolve())
+    if key.startswith((".", "/", "~")) or os.sep in key.replace("/", "") or not HUB_ID.match(key):
+        raise AhaError(f"no model folder at {key}; give a saved model directory, a hub id (org/name), or 'tiny'")
+    return "hub", key, key
+
+
+def offline() -> bool:
+    """True when the hub must not be contacted (``HF_HUB_OFFLINE=1``; huggingface_hub reads it at import)."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - transformers depends on it
+        return True
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def load_error(where: str, src: str, exc: Exception, what: str = "model") -> AhaError:
+    """One line for a failed from_pretrained: a hub id missing from the cache says how to get it."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if where == "hub":
+        how = ("the hub is offline (HF_HUB_OFFLINE=1)" if offline() else "the hub could not be reached or has no such "
+               "repository")
+        return AhaError(f"cannot load the {what} of {src}: it is not in the local HF cache and {how}; download it "
+                        f"where the hub is reachable (hf download {src}), or give a local folder ({first})")
+    return AhaError(f"cannot load the {what} of {src}: {first}")
+
+
+def _strip(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _strip(v) for k, v in sorted(d.items()) if k not in VOLATILE}
+    if isinstance(d, (list, tuple)):
+        return [_strip(v) for v in d]
+    return d
+
+
+def config_hash(cfg) -> str:
+    """16 hex digits that name a model's architecture and sizes (its config without load-time fields)."""
+    d = _strip(cfg.to_dict())
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def identity(name: str, where: str, cfg) -> dict:
+    """What a mask records about its model: ``{"model", "model_revision", "model_config_hash"}``."""
+    revision = getattr(cfg, "_commit_hash", None) if where == "hub" else None
+    return {"model": name, "model_revision": revision, "model_config_hash": config_hash(cfg)}
+
+
+def same_model(mask_meta, info: dict) -> str | None:
+    """None when a mask's metadata matches the model ``info`` (:func:`identity`), else why not (one phrase)."""
+    theirs = mask_meta.extra.get("model_config_hash")
+    mine = info.get("model_config_hash")
+    if theirs and mine:
+        if theirs == mine:
+            return None
+        return (f"was made for {mask_meta.model or 'another model'!s} (config {theirs}), this is "
+                f"{info.get('model') or 'a model'} (config {mine})")
+    if mask_meta.model and info.get("model") and mask_meta.model != info["model"]:
+        return f"was made for {mask_meta.model!r}, this is {info['model']!r}"
+    return None
