@@ -30,6 +30,28 @@ MAX_THREADS = 1024
 MAX_LR, MAX_LAM, TAU_RANGE = 1e3, 1e6, (1e-4, 1e3)
 
 
+Device = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or mps (default: where the model loads, "
+                                                   "the CPU).", show_default=False)]
+Dtype = Annotated[Optional[str], typer.Option(help="Model dtype, e.g. bfloat16 (default: as saved, float32 for the "
+                                                 "tiny model; mask logits stay float32).", show_default=False)]
+Attn = Annotated[Optional[str], typer.Option("--attn", help="attn_implementation: eager, sdpa, flash_attention_2 "
+                                                            "(default: transformers' choice).", show_default=False)]
+Kind = Annotated[Optional[str], typer.Option("--kind", help="Model family, when the config's detection is not what "
+                                                            "you want (aha-interp info lists them).",
+                                             show_default=False)]
+Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
+
+
+def _check_kind(kind: Optional[str]) -> None:
+    if kind is not None:
+        from ..models.families import BY_KIND, UNSUPPORTED, kinds
+
+        if kind in UNSUPPORTED:
+            raise AhaError(f"--kind {kind}: not supported here: {UNSUPPORTED[kind]}")
+        if kind not in BY_KIND:
+            raise AhaError(f"unknown --kind {kind!r}; choose one of {kinds()}")
+
+
 def _check_device_dtype(device: Optional[str], dtype: Optional[str]) -> None:
     """--device and --dtype, checked before the model is loaded (torch is imported only when either is given)."""
     if device is None and dtype is None:
@@ -52,6 +74,15 @@ def _check_device_dtype(device: Optional[str], dtype: Optional[str]) -> None:
                 raise AhaError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
         elif dev.type == "mps" and not torch.backends.mps.is_available():
             raise AhaError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+    if dtype is not None:  # a dtype the device cannot compute in: one line now, not a kernel error mid-run
+        dev = torch.device(device or "cpu")
+        if dev.type == "cuda" and dt == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            raise AhaError(f"--dtype bfloat16: {torch.cuda.get_device_name(dev)} cannot compute in it; use float16")
+        try:
+            x = torch.ones(2, 2, dtype=dt, device=dev)
+            torch.softmax(x @ x, -1)
+        except (RuntimeError, TypeError) as e:
+            raise AhaError(f"--dtype {dtype} does not run on {dev} ({str(e).splitlines()[0]}); use float32") from None
 
 
 def _train_interrupt_note(run_dir: Optional[Path], since: float) -> str:
@@ -95,9 +126,9 @@ def train(
                                                           "instead of synthetic clips.")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda (under torchrun: each process its LOCAL_RANK GPU).")]
     = None,
-    dtype: Annotated[Optional[str], typer.Option(help="Model dtype, e.g. bfloat16 (the mask logits stay float32).")]
-    = None,
-    attn: Annotated[Optional[str], typer.Option("--attn", help="attn_implementation, e.g. sdpa.")] = None,
+    dtype: Dtype = None,
+    attn: Attn = None,
+    kind: Kind = None,
     grad_ckpt: Annotated[bool, typer.Option("--grad-ckpt", help="Gradient checkpointing (recomputes layers in the "
                                                                 "backward pass; the gates are re-applied).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
@@ -130,6 +161,7 @@ def train(
     out_file(out)
     out_dir(run_dir if run_dir is not None else Path("runs"), "--run-dir")
     _check_device_dtype(device, dtype)
+    _check_kind(kind)
     started = time.time()
     on_interrupt(lambda: _train_interrupt_note(run_dir, started))
 
@@ -153,7 +185,7 @@ def train(
     if device == "cuda" and dist is not None:
         device = f"cuda:{local_rank}"
     try:
-        lalm = load_model(model, dtype=dtype, device=device, attn_implementation=attn)
+        lalm = load_model(model, kind=kind, dtype=dtype, device=device, attn_implementation=attn)
         examples = None
         if manifest is not None:  # read after the model: clips are cut to its audio window (with a warning)
             from ..data.tasks import read_manifest
@@ -184,7 +216,13 @@ def eval_(
     n: Annotated[int, typer.Option(help="Test clips (held-out voices).")] = 200,
     seed: Annotated[int, typer.Option(help="Draws a fresh set of test clips (and the random mask).")] = 0,
     beams: Annotated[int, typer.Option(help="Beam width (1 = greedy).")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Clips per generate call.")] = 32,
     threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
+    device: Device = None,
+    dtype: Dtype = None,
+    attn: Attn = None,
+    kind: Kind = None,
+    quiet: Quiet = False,
     fmt: Fmt = None,
     out: OutTable = None,
 ) -> None:
@@ -196,6 +234,7 @@ def eval_(
       aha-interp eval --task gr --condition mask --mask masks/tiny/gr.safetensors --n 50
       aha-interp eval --task gr --condition random --mask masks/tiny/gr.safetensors --n 50 --format json
       aha-interp eval --task asr --condition instruction --prompt-type synonyms_complex --n 50 --out asr.csv
+      aha-interp eval --task gr --condition none --n 20 --batch-size 8 --device cpu --dtype float32 --attn sdpa
     """
     import pandas as pd
 
@@ -210,7 +249,10 @@ def eval_(
     count("--n", n)
     check_seed("--seed", seed)
     count("--beams", beams)
+    count("--batch-size", batch_size)
     count("--threads", threads, high=MAX_THREADS)
+    _check_device_dtype(device, dtype)
+    _check_kind(kind)
     if mask is not None and condition not in ("mask", "random"):
         raise AhaError(f"--mask applies to the conditions mask and random, not {condition!r}; drop it")
     if prompt_type != "seen" and condition != "instruction":
@@ -226,8 +268,14 @@ def eval_(
     from ..evaluation.evaluate import evaluate
     from ..models.lalm import load_model
 
+    if quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     torch.set_num_threads(threads)
-    res = evaluate(load_model(model), task, condition, mask=m, prompt_type=prompt_type, n=n, seed=seed, num_beams=beams)
+    lalm = load_model(model, kind=kind, dtype=dtype, device=device, attn_implementation=attn)
+    res = evaluate(lalm, task, condition, mask=m, prompt_type=prompt_type, n=n, seed=seed, num_beams=beams,
+                   batch_size=batch_size, progress=not quiet)
     row = {k: v for k, v in res.items() if k != "sub"}
     row.update({f"sub_{k}": v for k, v in (res.get("sub") or {}).items()})
     emit(pd.DataFrame([row]), fmt, out)

@@ -21,19 +21,24 @@ CONDITIONS = ("instruction", "none", "random", "mask")
 
 
 def generate_answers(lalm, audios, instructions, mask=None, *, batch_size: int = 32, max_new_tokens: int = 32,
-                     num_beams: int = 1) -> list[str]:
-    """Decoded answers for ``audios`` (each with its instruction or None) under ``mask``."""
+                     num_beams: int = 1, progress: bool = False, desc: str = "eval") -> list[str]:
+    """Decoded answers for ``audios`` (each with its instruction or None) under ``mask``, ``batch_size`` clips
+    per ``generate`` call (left-padded; a padded row decodes as it would alone)."""
+    from tqdm.auto import tqdm
+
     out = []
-    for i in range(0, len(audios), batch_size):
-        inputs = lalm.build_inputs(audios[i:i + batch_size], instructions[i:i + batch_size])
-        ids = lalm.generate_ids(inputs, mask, max_new_tokens=max_new_tokens, num_beams=num_beams)
-        out += [s.strip() for s in lalm.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    with tqdm(total=len(audios), desc=desc, unit="clip", leave=False, disable=not progress) as bar:
+        for i in range(0, len(audios), batch_size):
+            inputs = lalm.build_inputs(audios[i:i + batch_size], instructions[i:i + batch_size])
+            ids = lalm.generate_ids(inputs, mask, max_new_tokens=max_new_tokens, num_beams=num_beams)
+            out += [s.strip() for s in lalm.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+            bar.update(len(ids))
     return out
 
 
 def evaluate(lalm, task: str, condition: str, *, mask: HeadMask | None = None, prompt_type: str = "seen",
              prompt_index: int | None = None, n: int = 200, seed: int = 0, batch_size: int = 32, num_beams: int = 1,
-             examples=None, return_outputs: bool = False) -> dict:
+             examples=None, return_outputs: bool = False, progress: bool = False) -> dict:
     """Score ``lalm`` on ``n`` test clips of ``task`` under ``condition``; a dict with ``task, condition,
     metric, value, ci_low, ci_high, n`` (and ``n_active`` for masked conditions, ``sub`` for composites).
 
@@ -61,7 +66,8 @@ def evaluate(lalm, task: str, condition: str, *, mask: HeadMask | None = None, p
     elif condition == "random":
         gate = mask.random_like(seed=seed)
     hyps = generate_answers(lalm, audios, instructions, gate, batch_size=batch_size,
-                            max_new_tokens=spec.max_new_tokens, num_beams=num_beams)
+                            max_new_tokens=spec.max_new_tokens, num_beams=num_beams, progress=progress,
+                            desc=f"{task} {condition}")
     res = {"task": task, "condition": condition, **score(task, refs, hyps, seed=seed)}
     if condition == "instruction":
         res["prompt_type"] = prompt_type

@@ -113,6 +113,90 @@ class Qwen2AudioBaseAdapter(Qwen2AudioAdapter):
         return "<|audio_bos|><|AUDIO|><|audio_eos|>" + (instruction or "")
 
 
+class ProcessorAdapter:
+    """A family whose processor expands the audio placeholder and extracts features itself: the prompt comes
+    from the processor's chat template (a user turn: the audio, then the instruction if any), the batch from
+    one ``processor(text=…, audio=…)`` call, the answer appended after each row's prompt.
+
+    Subclasses set ``kind``, ``eos_token`` (the end of an answer turn) and, where the family differs,
+    ``audio_kwarg`` / ``positions`` (False for multimodal RoPE: the model derives positions from the
+    attention mask, and explicit 1-D ``position_ids`` would be wrong).
+    """
+
+    kind = "processor"
+    eos_token = "<|im_end|>"
+    audio_kwarg = "audio"
+    positions = True
+    #: keys of the processor's output that are per token (``[B, T]``) and must follow the appended answer
+    token_keys: tuple[str, ...] = ()
+
+    def __init__(self, processor):
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        fe = self.feature_extractor
+        self.sampling_rate = int(fe.sampling_rate)
+        self._prompts: dict = {}
+
+    @property
+    def feature_extractor(self):
+        fe = getattr(self.processor, "feature_extractor", None) or getattr(self.processor, "audio_processor", None)
+        if fe is None:
+            raise AhaError(f"{type(self.processor).__name__} has no feature extractor; a {self.kind} model needs the "
+                           "family's processor (feature extractor + tokenizer)")
+        return fe
+
+    def conversation(self, instruction: str | None) -> list[dict]:
+        content: list[dict] = [{"type": "audio", "audio": "<audio>"}]
+        if instruction:
+            content.append({"type": "text", "text": instruction})
+        return [{"role": "user", "content": content}]
+
+    def prompt(self, instruction: str | None, text: str | None = None) -> str:
+        """The prompt string before the answer, with the family's audio placeholder once (expanded per clip)."""
+        if instruction not in self._prompts:
+            self._prompts[instruction] = self.processor.apply_chat_template(
+                self.conversation(instruction), add_generation_prompt=True, tokenize=False)
+        return self._prompts[instruction]
+
+    def encode(self, prompts: list[str], audios: Sequence[np.ndarray]) -> dict:
+        # padding for the text only: a bare padding= reaches the feature extractor too, and encoders that take
+        # whole windows (Audio Flamingo 3) then get clips padded to the longest instead
+        enc = self.processor(text=prompts, **{self.audio_kwarg: list(audios)}, sampling_rate=self.sampling_rate,
+                             return_tensors="pt", text_kwargs={"padding": True, "padding_side": "left"})
+        return dict(enc)
+
+    def batch(self, audios: Sequence[np.ndarray], instructions: Sequence[str | None],
+              targets: Sequence[str] | None = None, texts=None) -> dict[str, torch.Tensor]:
+        if audios is None:
+            raise AhaError(f"a {self.kind} model needs audio: build_inputs(audio=[waveform, …])")
+        self.tokenizer.padding_side = "left"
+        enc = self.encode([self.prompt(i) for i in instructions], audios)
+        if targets is not None:
+            enc = append_targets(enc, targets, self.tokenizer, self.eos_token, self.token_keys)
+        return with_positions(enc) if self.positions else enc
+
+
+class AudioFlamingo3Adapter(ProcessorAdapter):
+    """Audio Flamingo 3 (``AudioFlamingo3ForConditionalGeneration``): Qwen2.5 ChatML, one ``<sound>`` before the
+    text; 30 s Whisper windows (a longer clip is split into windows by the processor, up to 20)."""
+
+    kind = "audio-flamingo-3"
+
+
+class Qwen25OmniAdapter(ProcessorAdapter):
+    """Qwen2.5-Omni Thinker: ChatML with ``<|audio_bos|><|AUDIO|><|audio_eos|>``; multimodal RoPE, so positions come
+    from the attention mask inside the model (left padding exact without ``position_ids``)."""
+
+    kind = "qwen2.5-omni"
+    positions = False
+
+
+class Qwen3OmniMoeAdapter(Qwen25OmniAdapter):
+    """Qwen3-Omni-MoE Thinker: ChatML with ``<|audio_start|><|audio_pad|><|audio_end|>``; M-RoPE as Qwen2.5-Omni."""
+
+    kind = "qwen3-omni-moe"
+
+
 class CausalLMAdapter:
     """A text decoder: the instruction and the text as one user turn (through the chat template if there is one)."""
 
@@ -139,21 +223,29 @@ class CausalLMAdapter:
         return with_positions(enc)
 
 
-def append_targets(batch: dict, targets: Sequence[str], tok, eos: str) -> dict:
-    """Append each row's answer (+ ``eos``) after its prompt tokens, re-pad on the left, label the answer."""
+def append_targets(batch: dict, targets: Sequence[str], tok, eos: str, token_keys: Sequence[str] = ()) -> dict:
+    """Append each row's answer (+ ``eos``) after its prompt tokens, re-pad on the left, label the answer.
+
+    ``token_keys``: other per-token ``[B, T]`` tensors of the batch; the answer's entries are 0."""
     ids, am = batch["input_ids"], batch["attention_mask"]
-    rows, labels = [], []
+    rows, labels, extra = [], [], {k: [] for k in token_keys}
     for i, t in enumerate(targets):
-        prompt_ids = ids[i][am[i].bool()]
+        keep = am[i].bool()
+        prompt_ids = ids[i][keep]
         tgt = torch.tensor(tok(t + eos, add_special_tokens=False).input_ids, dtype=ids.dtype)
         rows.append(torch.cat([prompt_ids, tgt]))
         labels.append(torch.cat([torch.full_like(prompt_ids, IGNORE), tgt]))
+        for k in token_keys:
+            extra[k].append(F.pad(batch[k][i][keep], (0, len(tgt))))
     width = max(len(r) for r in rows)
     out = dict(batch)
     out["input_ids"] = torch.stack([F.pad(r, (width - len(r), 0), value=tok.pad_token_id) for r in rows])
     out["labels"] = torch.stack([F.pad(l, (width - len(l), 0), value=IGNORE) for l in labels])
-    out["attention_mask"] = torch.stack([F.pad(torch.ones_like(r), (width - len(r), 0)) for r in rows])
+    out["attention_mask"] = torch.stack([F.pad(torch.ones_like(r), (width - len(r), 0)) for r in rows]).to(am.dtype)
+    for k, vs in extra.items():
+        out[k] = torch.stack([F.pad(v, (width - len(v), 0)) for v in vs])
     return out
 
 
-ADAPTERS = {a.kind: a for a in (Qwen2AudioAdapter, Qwen2AudioBaseAdapter, CausalLMAdapter)}
+ADAPTERS = {a.kind: a for a in (Qwen2AudioAdapter, Qwen2AudioBaseAdapter, AudioFlamingo3Adapter, Qwen25OmniAdapter,
+                                Qwen3OmniMoeAdapter, CausalLMAdapter)}

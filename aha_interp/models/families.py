@@ -21,16 +21,31 @@ class Family:
     model_types: tuple[str, ...]
     model_class: str
     processor: str = "AutoProcessor"  # AutoTokenizer for text decoders
+    #: the processor class and image patch size, for an audio-only build when torchvision is missing
+    audio_only: tuple[str, int] | None = None
+    #: config.model_type of checkpoints that hold this model inside a larger one (Omni thinker + talker), and
+    #: that larger class: loaded whole, then its ``.thinker`` is kept
+    outer_types: tuple[str, ...] = ()
+    outer_class: str | None = None
 
-    def model_cls(self):
+    def model_cls(self, model_type: str | None = None):
         import transformers
 
+        if model_type in self.outer_types:
+            return getattr(transformers, self.outer_class)
         return getattr(transformers, self.model_class)
 
 
 FAMILIES: tuple[Family, ...] = (
     Family("qwen2-audio", "Qwen2-Audio (Instruct)", ("qwen2_audio",), "Qwen2AudioForConditionalGeneration"),
     Family("qwen2-audio-base", "Qwen2-Audio (Base)", (), "Qwen2AudioForConditionalGeneration"),
+    Family("audio-flamingo-3", "Audio Flamingo 3", ("audioflamingo3",), "AudioFlamingo3ForConditionalGeneration"),
+    Family("qwen2.5-omni", "Qwen2.5-Omni Thinker", ("qwen2_5_omni_thinker", "qwen2_5_omni"),
+           "Qwen2_5OmniThinkerForConditionalGeneration", audio_only=("Qwen2_5OmniProcessor", 14),
+           outer_types=("qwen2_5_omni",), outer_class="Qwen2_5OmniForConditionalGeneration"),
+    Family("qwen3-omni-moe", "Qwen3-Omni-MoE Thinker", ("qwen3_omni_moe_thinker", "qwen3_omni_moe"),
+           "Qwen3OmniMoeThinkerForConditionalGeneration", audio_only=("Qwen3OmniMoeProcessor", 16),
+           outer_types=("qwen3_omni_moe",), outer_class="Qwen3OmniMoeForConditionalGeneration"),
     Family("causal-lm", "text …ForCausalLM (HeadsUp)", (), "AutoModelForCausalLM", "AutoTokenizer"),
 )
 BY_KIND = {f.kind: f for f in FAMILIES}
@@ -80,8 +95,15 @@ def load_processor(fam: Family, src: str, where: str, hub_kw: dict):
 
     loader = getattr(transformers, fam.processor)
     try:
-        proc = loader.from_pretrained(src, **hub_kw)
-    except (OSError, ValueError, TypeError, KeyError) as e:
+        try:
+            proc = loader.from_pretrained(src, **hub_kw)
+        except (ImportError, ValueError, AttributeError) as e:
+            if fam.audio_only is None or "torchvision" not in str(e) + repr(type(e)) and not isinstance(e, AttributeError):
+                raise
+            from .processors import audio_only  # the omni processors' video half needs torchvision: audio needs none
+
+            proc = audio_only(*fam.audio_only[:1], src, hub_kw, fam.audio_only[1])
+    except (OSError, ValueError, TypeError, KeyError, ImportError, AttributeError) as e:
         if where == "hub":
             raise load_error(where, src, e, "processor") from None
         raise AhaError(f"{src} has no usable {fam.processor[4:].lower()} for {fam.title} "

@@ -11,6 +11,7 @@ Kinds (each an adapter in :mod:`.adapters`):
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -179,17 +180,21 @@ def load_model(name_or_path: str | os.PathLike, *, kind: str | None = None, dtyp
     fam = family_for(cfg, kind)
     layout = getattr(cfg, "aha_pruning", None)  # a folder written by save_pruned (checked once built)
     processor = load_processor(fam, src, where, hub_kw)
-    if fam.kind == "qwen2-audio" and kind is None and not getattr(processor, "chat_template", None):
-        fam = BY_KIND["qwen2-audio-base"]  # Qwen2-Audio-7B (Base) ships no chat template
+    if fam.kind == "qwen2-audio" and kind is None and re.search(r"qwen2-audio-7b/?$", name, re.IGNORECASE):
+        # Base and Instruct share config and processor class (which fills in a chat template for both): the name
+        # tells them apart; --kind qwen2-audio-base for a Base model saved under another name
+        fam = BY_KIND["qwen2-audio-base"]
     kw = dict(from_pretrained_kwargs)
     if dtype is not None:
         kw["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     if attn_implementation:
         kw["attn_implementation"] = attn_implementation
     try:
-        model = fam.model_cls().from_pretrained(src, **kw)
+        model = fam.model_cls(cfg.model_type).from_pretrained(src, **kw)
     except (OSError, ValueError) as e:
         raise load_error(where, src, e) from None
+    if cfg.model_type in fam.outer_types:  # an Omni checkpoint with its talker: the thinker is the LALM
+        model = model.thinker
     if layout is not None:  # the checkpoint holds full-size zero-padded heads: rebuild the compact model
         pruning_record(model)  # the record checked against the model before it is applied
         apply_layout(model, layout)

@@ -39,28 +39,34 @@ COMPACT_CHAT_TEMPLATE = QWEN2_AUDIO_CHAT_TEMPLATE.replace(
 )
 
 
-def char_tokenizer(alphabet: str = ALPHABET):
-    """A character-level ``PreTrainedTokenizerFast`` with Qwen2-Audio's special tokens (ids 0–5)."""
+def char_tokenizer(alphabet: str = ALPHABET, *, specials: list[str] = SPECIAL_TOKENS, eos: str = "<|im_end|>",
+                   pad: str = "<|endoftext|>", bos: str | None = None, chat_template: str = QWEN2_AUDIO_CHAT_TEMPLATE,
+                   named: dict[str, str] | None = None):
+    """A character-level ``PreTrainedTokenizerFast``: ``specials`` first (ids 0, 1, …; by default Qwen2-Audio's),
+    then one token per character of ``alphabet``. Other families pass their own special tokens and template, and
+    ``named`` tokens their processor reads from the tokenizer (``audio_token="<|AUDIO|>"`` -> ``tok.audio_token``)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
+    SPECIAL_TOKENS = specials
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
     for ch in dict.fromkeys(alphabet):
         vocab.setdefault(ch, len(vocab))
-    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<|endoftext|>"))
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token=pad))
     tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")  # one token per character
     tk.decoder = decoders.Fuse()
     tk.add_special_tokens(SPECIAL_TOKENS)
     tok = PreTrainedTokenizerFast(
         tokenizer_object=tk,
-        bos_token=None,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        unk_token="<|endoftext|>",
-        additional_special_tokens=SPECIAL_TOKENS[1:],
+        bos_token=bos,
+        eos_token=eos,
+        pad_token=pad,
+        unk_token=pad,
+        additional_special_tokens=[t for t in SPECIAL_TOKENS if t not in (pad, bos)],
+        **(named or {}),
     )
     tok.padding_side = "left"
-    tok.chat_template = QWEN2_AUDIO_CHAT_TEMPLATE
+    tok.chat_template = chat_template
     return tok
 
 

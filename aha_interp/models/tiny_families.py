@@ -1,0 +1,220 @@
+"""Tiny random-weight models of every supported family, each with its real processor class built offline.
+
+``tiny_family(kind)`` -> ``(model, processor)``: the real transformers class at a tiny config (decoder: 2 layers,
+8 query heads, 2 key/value heads, head_dim 8) and the family's processor class around a character-level
+tokenizer with the family's special tokens and chat format, and the family's feature extractor with short
+windows. The tests drive every adapter through these; ``save_tiny(kind, DIR)`` writes one as a model folder
+that ``load_model(DIR)`` / ``--model DIR`` read, the way a real checkpoint is read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .tiny import char_tokenizer, tiny_causal_lm, tiny_qwen2_audio
+
+SR = 16000
+#: the decoder every tiny family shares
+TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2,
+            head_dim=8, max_position_embeddings=2048, tie_word_embeddings=False)
+
+# --------------------------------------------------------------------------------------------- Audio Flamingo 3
+AF3_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<sound>"]
+# nvidia/audio-flamingo-3-hf's processor template (transformers' convert_audioflamingo3_to_hf.py): one <sound>
+# before the turn's text, whatever the content order
+AF3_CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "{% for m in messages if m['content'] is not none %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}"
+    "{% set audio = namespace(found=False) %}{% set text_buf = namespace(v='') %}"
+    "{% for c in m['content'] %}{% if c.get('type') == 'audio' or 'audio' in c %}{% set audio.found = True %}"
+    "{% elif c.get('type') == 'text' or 'text' in c %}{% set text_buf.v = text_buf.v + c['text'] %}{% endif %}"
+    "{% endfor %}{% if audio.found %}{{ '<sound>' }}{% endif %}{{ text_buf.v }}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def tiny_audio_flamingo_3(seed: int = 0, chunk_seconds: int = 2):
+    from transformers import (AudioFlamingo3Config, AudioFlamingo3ForConditionalGeneration, AudioFlamingo3Processor,
+                              WhisperFeatureExtractor)
+
+    tok = char_tokenizer(specials=AF3_SPECIALS, chat_template=AF3_CHAT_TEMPLATE)
+    fe = WhisperFeatureExtractor(feature_size=128, sampling_rate=SR, chunk_length=chunk_seconds,
+                                 return_attention_mask=True)
+    proc = AudioFlamingo3Processor(feature_extractor=fe, tokenizer=tok, chat_template=AF3_CHAT_TEMPLATE)
+    cfg = AudioFlamingo3Config(
+        # the encoder adds its whole position table: it takes exactly 2 * max_source_positions frames (one window)
+        audio_config=dict(model_type="audioflamingo3_encoder", num_mel_bins=128, hidden_size=32, intermediate_size=64,
+                          num_hidden_layers=2, num_attention_heads=4, max_source_positions=chunk_seconds * 50),
+        text_config=dict(model_type="qwen2", vocab_size=len(tok), bos_token_id=None, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id, **TEXT),
+        audio_token_id=tok.convert_tokens_to_ids("<sound>"))
+    return _finish(AudioFlamingo3ForConditionalGeneration, cfg, proc, tok, seed)
+
+
+# --------------------------------------------------------------------------------------------- Qwen2.5-Omni / Qwen3-Omni
+Q25_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>",
+                "<|IMAGE|>", "<|VIDEO|>", "<|vision_bos|>", "<|vision_eos|>", "<|vision_pad|>"]
+Q25_NAMED = dict(audio_token="<|AUDIO|>", audio_bos_token="<|audio_bos|>", audio_eos_token="<|audio_eos|>",
+                 image_token="<|IMAGE|>", video_token="<|VIDEO|>", vision_bos_token="<|vision_bos|>",
+                 vision_eos_token="<|vision_eos|>")
+# Qwen/Qwen2.5-Omni-7B's chat template
+Q25_CHAT_TEMPLATE = (
+    "{% set audio_count = namespace(value=0) %}{% set image_count = namespace(value=0) %}"
+    "{% set video_count = namespace(value=0) %}{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "{% endif %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
+    "{% endif %}<|vision_bos|><|IMAGE|><|vision_eos|>"
+    "{% elif content['type'] == 'audio' or 'audio' in content or 'audio_url' in content %}"
+    "{% set audio_count.value = audio_count.value + 1 %}{% if add_audio_id %}Audio {{ audio_count.value }}: "
+    "{% endif %}<|audio_bos|><|AUDIO|><|audio_eos|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: "
+    "{% endif %}<|vision_bos|><|VIDEO|><|vision_eos|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+Q3_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_pad|>", "<|audio_start|>", "<|audio_end|>",
+               "<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<think>",
+               "</think>"]
+Q3_NAMED = dict(audio_token="<|audio_pad|>", audio_bos_token="<|audio_start|>", audio_eos_token="<|audio_end|>",
+                image_token="<|image_pad|>", video_token="<|video_pad|>", vision_bos_token="<|vision_start|>",
+                vision_eos_token="<|vision_end|>")
+# Qwen3-Omni's ChatML for system/user/assistant turns (the shipped template adds tools and reasoning content)
+Q3_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'audio' or 'audio' in content or 'audio_url' in content %}"
+    "<|audio_start|><|audio_pad|><|audio_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+# vision towers must be set small: the defaults are the 7B's (nothing of them runs on audio)
+_VISION = dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, spatial_merge_size=2,
+               temporal_patch_size=2)
+
+
+def tiny_qwen2_5_omni(seed: int = 0, chunk_seconds: int = 2):
+    from transformers import (Qwen2_5OmniProcessor, Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration,
+                              Qwen2VLImageProcessorPil, WhisperFeatureExtractor)
+
+    from .processors import build
+
+    tok = char_tokenizer(specials=Q25_SPECIALS, chat_template=Q25_CHAT_TEMPLATE, named=Q25_NAMED)
+    ids = tok.convert_tokens_to_ids
+    # the processor pads every clip to chunk_seconds (the 7B: 30 s) and cuts longer ones
+    fe = WhisperFeatureExtractor(feature_size=128, sampling_rate=SR, chunk_length=chunk_seconds)
+    proc = build(Qwen2_5OmniProcessor, image_processor=Qwen2VLImageProcessorPil(patch_size=14, merge_size=2,
+                                                                                temporal_patch_size=2),
+                 feature_extractor=fe, tokenizer=tok, chat_template=Q25_CHAT_TEMPLATE, patch_size=14)
+    text = {k: v for k, v in TEXT.items() if k != "head_dim"}
+    cfg = Qwen2_5OmniThinkerConfig(
+        audio_config=dict(num_mel_bins=128, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=64, d_model=32,
+                          max_source_positions=1500, n_window=100, output_dim=64),
+        vision_config=dict(**_VISION, patch_size=14, window_size=112, fullatt_block_indexes=[0]),
+        text_config=dict(vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                         bos_token_id=None, rope_parameters=dict(rope_type="default", rope_theta=1e6,
+                                                                 mrope_section=[2, 1, 1]),  # sums to head_dim / 2
+                         **text),
+        audio_token_index=ids("<|AUDIO|>"), image_token_index=ids("<|IMAGE|>"), video_token_index=ids("<|VIDEO|>"),
+        audio_start_token_id=ids("<|audio_bos|>"), audio_end_token_id=ids("<|audio_eos|>"), user_token_id=ids("u"))
+    cfg.vision_start_token_id = ids("<|vision_bos|>")
+    return _finish(Qwen2_5OmniThinkerForConditionalGeneration, cfg, proc, tok, seed)
+
+
+def tiny_qwen3_omni_moe(seed: int = 0):
+    from transformers import (Qwen2VLImageProcessorPil, Qwen3OmniMoeProcessor, Qwen3OmniMoeThinkerConfig,
+                              Qwen3OmniMoeThinkerForConditionalGeneration, WhisperFeatureExtractor)
+
+    from .processors import build
+
+    tok = char_tokenizer(specials=Q3_SPECIALS, chat_template=Q3_CHAT_TEMPLATE, named=Q3_NAMED)
+    ids = tok.convert_tokens_to_ids
+    fe = WhisperFeatureExtractor(feature_size=128, sampling_rate=SR, chunk_length=2)  # pads to the longest clip
+    proc = build(Qwen3OmniMoeProcessor, image_processor=Qwen2VLImageProcessorPil(patch_size=16, merge_size=2,
+                                                                                 temporal_patch_size=2),
+                 feature_extractor=fe, tokenizer=tok, chat_template=Q3_CHAT_TEMPLATE, patch_size=16)
+    text = {**TEXT, "head_dim": 16}  # like the real model: heads x head_dim != hidden size
+    cfg = Qwen3OmniMoeThinkerConfig(
+        audio_config=dict(num_mel_bins=128, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=64, d_model=32,
+                          max_source_positions=1500, n_window=50, n_window_infer=800, conv_chunksize=500,
+                          downsample_hidden_size=8, output_dim=64),
+        vision_config=dict(**_VISION, patch_size=16, num_position_embeddings=64, deepstack_visual_indexes=[0]),
+        text_config=dict(vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                         bos_token_id=None, rope_parameters=dict(rope_type="default", rope_theta=1e6,
+                                                                 mrope_section=[4, 2, 2], interleaved=True,
+                                                                 mrope_interleaved=True),
+                         num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, decoder_sparse_step=1,
+                         mlp_only_layers=[], norm_topk_prob=True, **text),
+        audio_token_id=ids("<|audio_pad|>"), image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+        audio_start_token_id=ids("<|audio_start|>"), user_token_id=ids("u"))
+    cfg.vision_start_token_id = ids("<|vision_start|>")
+    return _finish(Qwen3OmniMoeThinkerForConditionalGeneration, cfg, proc, tok, seed)
+
+
+# --------------------------------------------------------------------------------------------- shared
+def _finish(cls, cfg, proc, tok, seed: int, eos=None):
+    torch.manual_seed(seed)
+    model = cls(cfg).eval()
+    gc = model.generation_config
+    gc.bos_token_id, gc.pad_token_id = None, tok.pad_token_id
+    gc.eos_token_id = eos if eos is not None else tok.eos_token_id
+    return model, proc
+
+
+def _qwen2_audio(seed: int = 0):
+    return tiny_qwen2_audio(seed=seed)
+
+
+def _qwen2_audio_base(seed: int = 0):
+    model, proc = tiny_qwen2_audio(seed=seed)
+    proc.chat_template = None  # Qwen2-Audio-7B (Base) ships none
+    proc.tokenizer.chat_template = None
+    return model, proc
+
+
+def _causal_lm(seed: int = 0):
+    tok = char_tokenizer()
+    tok.chat_template = None
+    model = tiny_causal_lm("qwen2", n_layers=2, vocab_size=len(tok), seed=seed)
+    model.config.eos_token_id = model.generation_config.eos_token_id = tok.eos_token_id
+    model.config.pad_token_id = model.generation_config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+#: kind -> builder(seed) -> (model, processor)
+BUILDERS = {
+    "qwen2-audio": _qwen2_audio,
+    "qwen2-audio-base": _qwen2_audio_base,
+    "audio-flamingo-3": tiny_audio_flamingo_3,
+    "qwen2.5-omni": tiny_qwen2_5_omni,
+    "qwen3-omni-moe": tiny_qwen3_omni_moe,
+    "causal-lm": _causal_lm,
+}
+
+
+def tiny_family(kind: str, seed: int = 0):
+    """``(model, processor)``: a tiny random-weight model of the family ``kind`` and its processor, offline."""
+    from ..errors import AhaError
+
+    if kind not in BUILDERS:
+        raise AhaError(f"no tiny build for kind {kind!r}; choose one of {', '.join(BUILDERS)}")
+    return BUILDERS[kind](seed)
+
+
+def save_tiny(kind: str, folder: str | Path, seed: int = 0) -> Path:
+    """Write ``tiny_family(kind)`` as a model folder (model + processor), as a real checkpoint is laid out."""
+    model, proc = tiny_family(kind, seed)
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    proc.save_pretrained(folder)
+    return folder
