@@ -13,6 +13,7 @@ except on the answer tokens (answer + end-of-turn). The trainer, the evaluator a
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import numpy as np
@@ -46,7 +47,7 @@ class Qwen2AudioAdapter:
     audio_token = "<|AUDIO|>"
     eos_token = "<|im_end|>"
 
-    def __init__(self, processor):
+    def __init__(self, processor, config=None):
         self.processor = processor
         self.tokenizer = processor.tokenizer
         fe = processor.feature_extractor
@@ -97,7 +98,8 @@ class Qwen2AudioAdapter:
         enc = dict(self.processor(text=prompts, audio=[np.asarray(a, dtype=np.float32) for a in audios],
                                   return_tensors="pt", padding=True, sampling_rate=self.sampling_rate))
         if targets is not None:
-            enc = append_targets(enc, targets, self.tokenizer, self.eos_token)
+            enc = append_targets(enc, [self.tokenizer(t + self.eos_token, add_special_tokens=False).input_ids
+                                       for t in targets], self.tokenizer.pad_token_id)
         return with_positions(enc)
 
 
@@ -130,9 +132,10 @@ class ProcessorAdapter:
     #: keys of the processor's output that are per token (``[B, T]``) and must follow the appended answer
     token_keys: tuple[str, ...] = ()
 
-    def __init__(self, processor):
+    def __init__(self, processor, config=None):
         self.processor = processor
         self.tokenizer = processor.tokenizer
+        self.config = config
         fe = self.feature_extractor
         self.sampling_rate = int(fe.sampling_rate)
         self._prompts: dict = {}
@@ -172,8 +175,13 @@ class ProcessorAdapter:
         self.tokenizer.padding_side = "left"
         enc = self.encode([self.prompt(i) for i in instructions], audios)
         if targets is not None:
-            enc = append_targets(enc, targets, self.tokenizer, self.eos_token, self.token_keys)
+            enc = append_targets(enc, [self.target_ids(t) for t in targets], self.tokenizer.pad_token_id,
+                                 self.token_keys)
         return with_positions(enc) if self.positions else enc
+
+    def target_ids(self, target: str) -> list[int]:
+        """The answer's tokens, closed by the end of the turn."""
+        return self.tokenizer(target + self.eos_token, add_special_tokens=False).input_ids
 
 
 class AudioFlamingo3Adapter(ProcessorAdapter):
@@ -197,13 +205,65 @@ class Qwen3OmniMoeAdapter(Qwen25OmniAdapter):
     kind = "qwen3-omni-moe"
 
 
+class VoxtralAdapter(ProcessorAdapter):
+    """Voxtral (``VoxtralForConditionalGeneration``): Mistral's ``[INST][BEGIN_AUDIO][AUDIO]…text[/INST]`` through its
+    mistral-common tokenizer, which takes the audio inside the conversation (as WAV bytes). Audio is padded to
+    whole windows (30 s for the released models) and every window gives a fixed number of audio tokens, so a
+    row computes the same alone or in a batch. Answers end at ``</s>``."""
+
+    kind = "voxtral"
+    eos_token = "</s>"
+
+    def __init__(self, processor, config=None):
+        super().__init__(processor, config)
+        ac = getattr(config, "audio_config", None)
+        if ac is not None:  # the window the encoder takes (2 x its positions in mel frames), not the class default
+            frames = 2 * int(ac.max_source_positions)
+            hop = int(getattr(self.feature_extractor, "hop_length", 160))
+            processor.audio_kwargs = {**type(processor).audio_kwargs, "pad_to_multiple_of": frames * hop,
+                                      "max_source_positions": frames}
+
+    def conversation(self, instruction: str | None, audio: np.ndarray | None = None) -> list[dict]:
+        import base64
+        import io
+
+        import soundfile as sf
+
+        buf = io.BytesIO()
+        sf.write(buf, np.zeros(1, np.float32) if audio is None else audio, self.sampling_rate, format="WAV",
+                 subtype="FLOAT")  # float WAV: the samples pass through unchanged
+        content: list[dict] = [{"type": "audio", "base64": base64.b64encode(buf.getvalue()).decode()}]
+        if instruction:
+            content.append({"type": "text", "text": instruction})
+        return [{"role": "user", "content": content}]
+
+    def prompt(self, instruction: str | None, text: str | None = None) -> str:
+        if instruction not in self._prompts:
+            s = self.tokenizer.apply_chat_template(self.conversation(instruction), tokenize=False)
+            self._prompts[instruction] = re.sub(r"(\[AUDIO\])+", "[AUDIO]", s)  # one placeholder, as elsewhere
+        return self._prompts[instruction]
+
+    def batch(self, audios, instructions, targets=None, texts=None) -> dict[str, torch.Tensor]:
+        if audios is None:
+            raise AhaError("a voxtral model needs audio: build_inputs(audio=[waveform, …])")
+        self.tokenizer.padding_side = "left"
+        enc = dict(self.processor.apply_chat_template(
+            [self.conversation(i, a) for a, i in zip(audios, instructions)], return_tensors="pt", padding=True))
+        if targets is not None:
+            enc = append_targets(enc, [self.target_ids(t) for t in targets], self.tokenizer.pad_token_id)
+        return with_positions(enc)
+
+    def target_ids(self, target: str) -> list[int]:
+        return list(self.tokenizer.encode(target, add_special_tokens=False)) + [self.tokenizer.eos_token_id]
+
+
 class CausalLMAdapter:
     """A text decoder: the instruction and the text as one user turn (through the chat template if there is one)."""
 
     kind = "causal-lm"
     sampling_rate = None
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer, config=None):
         self.processor = self.tokenizer = tokenizer
         self.eos_token = tokenizer.eos_token
 
@@ -219,12 +279,14 @@ class CausalLMAdapter:
         prompts = [self.prompt(i, t) for i, t in zip(instructions, texts)]
         enc = dict(self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True))
         if targets is not None:
-            enc = append_targets(enc, targets, self.tokenizer, self.eos_token)
+            enc = append_targets(enc, [self.tokenizer(t + self.eos_token, add_special_tokens=False).input_ids
+                                       for t in targets], self.tokenizer.pad_token_id)
         return with_positions(enc)
 
 
-def append_targets(batch: dict, targets: Sequence[str], tok, eos: str, token_keys: Sequence[str] = ()) -> dict:
-    """Append each row's answer (+ ``eos``) after its prompt tokens, re-pad on the left, label the answer.
+def append_targets(batch: dict, targets: Sequence[Sequence[int]], pad_id: int, token_keys: Sequence[str] = ()) -> dict:
+    """Append each row's answer tokens (its end of turn included) after its prompt tokens, re-pad on the left,
+    label the answer.
 
     ``token_keys``: other per-token ``[B, T]`` tensors of the batch; the answer's entries are 0."""
     ids, am = batch["input_ids"], batch["attention_mask"]
@@ -232,14 +294,14 @@ def append_targets(batch: dict, targets: Sequence[str], tok, eos: str, token_key
     for i, t in enumerate(targets):
         keep = am[i].bool()
         prompt_ids = ids[i][keep]
-        tgt = torch.tensor(tok(t + eos, add_special_tokens=False).input_ids, dtype=ids.dtype)
+        tgt = torch.tensor(list(t), dtype=ids.dtype)
         rows.append(torch.cat([prompt_ids, tgt]))
         labels.append(torch.cat([torch.full_like(prompt_ids, IGNORE), tgt]))
         for k in token_keys:
             extra[k].append(F.pad(batch[k][i][keep], (0, len(tgt))))
     width = max(len(r) for r in rows)
     out = dict(batch)
-    out["input_ids"] = torch.stack([F.pad(r, (width - len(r), 0), value=tok.pad_token_id) for r in rows])
+    out["input_ids"] = torch.stack([F.pad(r, (width - len(r), 0), value=pad_id) for r in rows])
     out["labels"] = torch.stack([F.pad(l, (width - len(l), 0), value=IGNORE) for l in labels])
     out["attention_mask"] = torch.stack([F.pad(torch.ones_like(r), (width - len(r), 0)) for r in rows]).to(am.dtype)
     for k, vs in extra.items():
@@ -248,4 +310,4 @@ def append_targets(batch: dict, targets: Sequence[str], tok, eos: str, token_key
 
 
 ADAPTERS = {a.kind: a for a in (Qwen2AudioAdapter, Qwen2AudioBaseAdapter, AudioFlamingo3Adapter, Qwen25OmniAdapter,
-                                Qwen3OmniMoeAdapter, CausalLMAdapter)}
+                                Qwen3OmniMoeAdapter, VoxtralAdapter, CausalLMAdapter)}

@@ -46,6 +46,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("qwen3-omni-moe", "Qwen3-Omni-MoE Thinker", ("qwen3_omni_moe_thinker", "qwen3_omni_moe"),
            "Qwen3OmniMoeThinkerForConditionalGeneration", audio_only=("Qwen3OmniMoeProcessor", 16),
            outer_types=("qwen3_omni_moe",), outer_class="Qwen3OmniMoeForConditionalGeneration"),
+    Family("voxtral", "Voxtral", ("voxtral",), "VoxtralForConditionalGeneration"),
     Family("causal-lm", "text …ForCausalLM (HeadsUp)", (), "AutoModelForCausalLM", "AutoTokenizer"),
 )
 BY_KIND = {f.kind: f for f in FAMILIES}

@@ -51,7 +51,7 @@ class LALM(MaskedModel):
         tok.padding_side = "left"
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
-        self.adapter = ADAPTERS[kind](processor)
+        self.adapter = ADAPTERS[kind](processor, config=getattr(model, "config", None))
         self.eos_token = self.adapter.eos_token
 
     @property

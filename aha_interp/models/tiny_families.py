@@ -161,6 +161,59 @@ def tiny_qwen3_omni_moe(seed: int = 0):
     return _finish(Qwen3OmniMoeThinkerForConditionalGeneration, cfg, proc, tok, seed)
 
 
+# --------------------------------------------------------------------------------------------- Voxtral
+# mistral-common's tekken format: the special tokens at Voxtral's real ranks, then one token per byte
+VOX_SPECIALS = {0: "<unk>", 1: "<s>", 2: "</s>", 3: "[INST]", 4: "[/INST]", 5: "[AVAILABLE_TOOLS]",
+                6: "[/AVAILABLE_TOOLS]", 7: "[TOOL_RESULTS]", 8: "[/TOOL_RESULTS]", 9: "[TOOL_CALLS]", 10: "[IMG]",
+                11: "<pad>", 12: "[IMG_BREAK]", 13: "[IMG_END]", 14: "[PREFIX]", 15: "[MIDDLE]", 16: "[SUFFIX]",
+                17: "[SYSTEM_PROMPT]", 18: "[/SYSTEM_PROMPT]", 19: "[TOOL_CONTENT]", 24: "[AUDIO]",
+                25: "[BEGIN_AUDIO]", 32: "[ARGS]", 33: "[CALL_ID]", 34: "[TRANSCRIBE]"}
+VOX_N_SPECIAL = 40  # the released tokenizer has 1000
+
+
+def write_tekken(path: str | Path, chunk_seconds: float = 2.0) -> Path:
+    """A byte-level ``tekken.json`` (no merges) with Voxtral's special tokens and audio settings."""
+    import base64
+    import json
+
+    tek = {
+        "config": {"pattern": r"[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+                   "num_vocab_tokens": 256, "default_vocab_size": 256 + VOX_N_SPECIAL,
+                   "default_num_special_tokens": VOX_N_SPECIAL, "version": "v7"},
+        "vocab": [{"rank": b, "token_bytes": base64.b64encode(bytes([b])).decode(),
+                   "token_str": bytes([b]).decode("latin-1")} for b in range(256)],
+        "special_tokens": [{"rank": i, "token_str": VOX_SPECIALS.get(i, f"<SPECIAL_{i}>"), "is_control": True}
+                           for i in range(VOX_N_SPECIAL)],
+        "version": 1, "type": "Tekken",
+        "audio": {"sampling_rate": SR, "frame_rate": 12.5, "chunk_length_s": chunk_seconds,
+                  "audio_encoding_config": {"num_mel_bins": 128, "hop_length": 160, "window_size": 400}},
+    }
+    Path(path).write_text(json.dumps(tek))
+    return Path(path)
+
+
+def tiny_voxtral(seed: int = 0, chunk_seconds: int = 2):
+    """Needs mistral-common (Voxtral's tokenizer) and soundfile: ``pip install 'aha-interp[voxtral]'``."""
+    import tempfile
+
+    from transformers import VoxtralConfig, VoxtralForConditionalGeneration, VoxtralProcessor, WhisperFeatureExtractor
+    from transformers.tokenization_mistral_common import MistralCommonBackend
+
+    folder = Path(tempfile.mkdtemp(prefix="tiny-voxtral-tok-"))
+    tok = MistralCommonBackend(tokenizer_path=str(write_tekken(folder / "tekken.json", chunk_seconds)))
+    fe = WhisperFeatureExtractor(feature_size=128, sampling_rate=SR, chunk_length=chunk_seconds)
+    proc = VoxtralProcessor(feature_extractor=fe, tokenizer=tok)
+    cfg = VoxtralConfig(
+        # the projector folds 4 encoder frames into one token: intermediate_size must be 4 x hidden_size
+        audio_config=dict(model_type="voxtral_encoder", num_mel_bins=128, hidden_size=32, intermediate_size=128,
+                          num_hidden_layers=2, num_attention_heads=4, max_source_positions=chunk_seconds * 50),
+        text_config=dict(model_type="llama", vocab_size=256 + VOX_N_SPECIAL, bos_token_id=1, eos_token_id=2,
+                         pad_token_id=11, rope_theta=1e8, **TEXT),  # head_dim given: a dict merges with the 3B's
+        audio_token_id=24)
+    model, proc = _finish(VoxtralForConditionalGeneration, cfg, proc, tok, seed)
+    model.generation_config.bos_token_id = 1
+    return model, proc
+
 # --------------------------------------------------------------------------------------------- shared
 def _finish(cls, cfg, proc, tok, seed: int, eos=None):
     torch.manual_seed(seed)
@@ -198,6 +251,7 @@ BUILDERS = {
     "audio-flamingo-3": tiny_audio_flamingo_3,
     "qwen2.5-omni": tiny_qwen2_5_omni,
     "qwen3-omni-moe": tiny_qwen3_omni_moe,
+    "voxtral": tiny_voxtral,
     "causal-lm": _causal_lm,
 }
 
