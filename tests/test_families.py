@@ -10,15 +10,23 @@ import torch
 
 from aha_interp.cli import main
 from aha_interp.models.lalm import LALM, load_model
-from aha_interp.models.tiny_families import BUILDERS, save_tiny, tiny_family
+from aha_interp.models.tiny_families import BUILDERS, save_tiny, standins, tiny_family
 
 KINDS = list(BUILDERS)
 AUDIO_KINDS = [k for k in KINDS if k != "causal-lm"]
 INSTRUCTION = "Describe the speaker's gender."
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _standins():
+    # torchaudio and timm cannot be loaded on this machine (CUDA wheels): Granite Speech's mel front end and Gemma
+    # 3n's vision tower get stand-ins (a no-op where the package imports)
+    with standins():
+        yield
+
+
 @pytest.fixture(scope="module", params=KINDS)
-def lalm(request):
+def lalm(request, _standins):
     torch.set_num_threads(1)
     model, proc = tiny_family(request.param)
     return LALM(model, proc, request.param)
@@ -133,7 +141,9 @@ def test_train_and_eval_through_the_cli_from_a_saved_folder(kind, tmp_path):
     folder = save_tiny(kind, tmp_path / "model")
     # Base and Instruct Qwen2-Audio differ only in name (Qwen2-Audio-7B is detected): another name says --kind
     kind_args = ["--kind", kind] if kind == "qwen2-audio-base" else []
-    lalm = load_model(folder, kind=kind if kind_args else None)
+    if kind == "gemma3n":  # its sdpa backward gives NaN gradients on CPU (the trainer says so and stops)
+        kind_args = ["--attn", "eager"]
+    lalm = load_model(folder, kind=kind if kind == "qwen2-audio-base" else None)
     assert lalm.kind == kind
     out = tmp_path / "gr.safetensors"
     assert main(["train", "--model", str(folder), *kind_args, "--task", "gr", "--steps", "20", "--n-train", "16",

@@ -131,11 +131,17 @@ class ProcessorAdapter:
     positions = True
     #: keys of the processor's output that are per token (``[B, T]``) and must follow the appended answer
     token_keys: tuple[str, ...] = ()
+    #: seconds: pad every clip with silence to a whole number of these windows. For audio encoders that do not
+    #: mask padding (a clip padded to a longer neighbour's length would encode differently than alone), so that a
+    #: row computes the same alone or in any batch. None: the processor pads as it likes (its encoder masks it).
+    audio_window: float | None = None
 
     def __init__(self, processor, config=None):
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.config = config
+        if not getattr(processor, "chat_template", None) and getattr(self.tokenizer, "chat_template", None):
+            processor.chat_template = self.tokenizer.chat_template  # some processors load theirs onto the tokenizer
         fe = self.feature_extractor
         self.sampling_rate = int(fe.sampling_rate)
         self._prompts: dict = {}
@@ -173,6 +179,9 @@ class ProcessorAdapter:
         if audios is None:
             raise AhaError(f"a {self.kind} model needs audio: build_inputs(audio=[waveform, …])")
         self.tokenizer.padding_side = "left"
+        if self.audio_window:
+            w = int(round(self.audio_window * self.sampling_rate))
+            audios = [np.pad(a, (0, -len(a) % w or (w if len(a) == 0 else 0))) for a in audios]
         enc = self.encode([self.prompt(i) for i in instructions], audios)
         if targets is not None:
             enc = append_targets(enc, [self.target_ids(t) for t in targets], self.tokenizer.pad_token_id,
@@ -257,6 +266,34 @@ class VoxtralAdapter(ProcessorAdapter):
         return list(self.tokenizer.encode(target, add_special_tokens=False)) + [self.tokenizer.eos_token_id]
 
 
+class GraniteSpeechAdapter(ProcessorAdapter):
+    """Granite Speech: granite-3.3's ``<|start_of_role|>…<|end_of_role|>`` turns with ``<|audio|>`` before the text.
+    Its conformer encoder does not mask padding, so clips are padded to whole 30 s windows (``audio_window``).
+    The feature extractor needs torchaudio."""
+
+    kind = "granite-speech"
+    eos_token = "<|end_of_text|>"
+    audio_window = 30.0
+
+
+class Gemma3nAdapter(ProcessorAdapter):
+    """Gemma 3n: ``<start_of_turn>user`` … ``<end_of_turn>``, the audio expanded to a fixed number of soft tokens
+    (188 in the released models; padding is masked in its encoder). Answers end at ``<end_of_turn>``."""
+
+    kind = "gemma3n"
+    eos_token = "<end_of_turn>"
+    token_keys = ("token_type_ids",)
+
+
+class Phi4MultimodalAdapter(ProcessorAdapter):
+    """Phi-4-multimodal (transformers-native): ``<|user|><|audio|>…<|end|><|assistant|>``. Its audio encoder does
+    not mask padding, so clips are padded to whole 30 s windows (``audio_window``). Answers end at ``<|end|>``."""
+
+    kind = "phi4-multimodal"
+    eos_token = "<|end|>"
+    audio_window = 30.0
+
+
 class CausalLMAdapter:
     """A text decoder: the instruction and the text as one user turn (through the chat template if there is one)."""
 
@@ -310,4 +347,5 @@ def append_targets(batch: dict, targets: Sequence[Sequence[int]], pad_id: int, t
 
 
 ADAPTERS = {a.kind: a for a in (Qwen2AudioAdapter, Qwen2AudioBaseAdapter, AudioFlamingo3Adapter, Qwen25OmniAdapter,
-                                Qwen3OmniMoeAdapter, VoxtralAdapter, CausalLMAdapter)}
+                                Qwen3OmniMoeAdapter, VoxtralAdapter, GraniteSpeechAdapter, Gemma3nAdapter,
+                                Phi4MultimodalAdapter, CausalLMAdapter)}

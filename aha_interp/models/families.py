@@ -47,6 +47,9 @@ FAMILIES: tuple[Family, ...] = (
            "Qwen3OmniMoeThinkerForConditionalGeneration", audio_only=("Qwen3OmniMoeProcessor", 16),
            outer_types=("qwen3_omni_moe",), outer_class="Qwen3OmniMoeForConditionalGeneration"),
     Family("voxtral", "Voxtral", ("voxtral",), "VoxtralForConditionalGeneration"),
+    Family("granite-speech", "Granite Speech", ("granite_speech",), "GraniteSpeechForConditionalGeneration"),
+    Family("gemma3n", "Gemma 3n", ("gemma3n",), "Gemma3nForConditionalGeneration"),
+    Family("phi4-multimodal", "Phi-4-multimodal", ("phi4_multimodal",), "Phi4MultimodalForCausalLM"),
     Family("causal-lm", "text …ForCausalLM (HeadsUp)", (), "AutoModelForCausalLM", "AutoTokenizer"),
 )
 BY_KIND = {f.kind: f for f in FAMILIES}

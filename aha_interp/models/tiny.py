@@ -41,10 +41,11 @@ COMPACT_CHAT_TEMPLATE = QWEN2_AUDIO_CHAT_TEMPLATE.replace(
 
 def char_tokenizer(alphabet: str = ALPHABET, *, specials: list[str] = SPECIAL_TOKENS, eos: str = "<|im_end|>",
                    pad: str = "<|endoftext|>", bos: str | None = None, chat_template: str = QWEN2_AUDIO_CHAT_TEMPLATE,
-                   named: dict[str, str] | None = None):
+                   named: dict[str, str] | None = None, tail: list[str] = ()):
     """A character-level ``PreTrainedTokenizerFast``: ``specials`` first (ids 0, 1, …; by default Qwen2-Audio's),
     then one token per character of ``alphabet``. Other families pass their own special tokens and template, and
-    ``named`` tokens their processor reads from the tokenizer (``audio_token="<|AUDIO|>"`` -> ``tok.audio_token``)."""
+    ``named`` tokens their processor reads from the tokenizer (``audio_token="<|AUDIO|>"`` -> ``tok.audio_token``),
+    and ``tail`` special tokens that must come after the text vocabulary (Gemma 3n's vision and audio ids)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -52,10 +53,13 @@ def char_tokenizer(alphabet: str = ALPHABET, *, specials: list[str] = SPECIAL_TO
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
     for ch in dict.fromkeys(alphabet):
         vocab.setdefault(ch, len(vocab))
+    for t in tail:
+        vocab.setdefault(t, len(vocab))
     tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token=pad))
-    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")  # one token per character
+    # one token per character; "." would leave newlines unmatched, and "\n\n" would become one unknown token
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     tk.decoder = decoders.Fuse()
-    tk.add_special_tokens(SPECIAL_TOKENS)
+    tk.add_special_tokens([*SPECIAL_TOKENS, *tail])
     tok = PreTrainedTokenizerFast(
         tokenizer_object=tk,
         bos_token=bos,

@@ -9,6 +9,7 @@ that ``load_model(DIR)`` / ``--model DIR`` read, the way a real checkpoint is re
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -214,6 +215,242 @@ def tiny_voxtral(seed: int = 0, chunk_seconds: int = 2):
     model.generation_config.bos_token_id = 1
     return model, proc
 
+# --------------------------------------------------------------------------------------------- stand-ins
+# Two families need a package this machine cannot load (the local torchaudio/torchvision wheels are CUDA builds):
+# Granite Speech's feature extractor calls torchaudio's MelSpectrogram, Gemma 3n builds its vision tower with timm.
+# These context managers stand in for exactly that, for the tests and the tiny models; real use installs the package.
+class PureMelSpectrogram(torch.nn.Module):
+    """``torchaudio.transforms.MelSpectrogram`` with its defaults (hann window, centred reflect padding, power 2,
+    HTK mel scale, no norm), in plain torch."""
+
+    def __init__(self, sample_rate=16000, n_fft=400, win_length=None, hop_length=None, n_mels=128, **_):
+        import math
+
+        super().__init__()
+        self.n_fft, self.win_length = n_fft, win_length or n_fft
+        self.hop_length = hop_length or self.win_length // 2
+        self.register_buffer("window", torch.hann_window(self.win_length), persistent=False)
+        freqs = torch.linspace(0, sample_rate // 2, n_fft // 2 + 1)
+        hz2mel = lambda f: 2595.0 * math.log10(1.0 + f / 700.0)  # noqa: E731
+        f_pts = 700.0 * (10 ** (torch.linspace(hz2mel(0.0), hz2mel(sample_rate / 2), n_mels + 2) / 2595.0) - 1.0)
+        f_diff = f_pts[1:] - f_pts[:-1]
+        slopes = f_pts.unsqueeze(0) - freqs.unsqueeze(1)
+        down, up = -slopes[:, :-2] / f_diff[:-1], slopes[:, 2:] / f_diff[1:]
+        self.register_buffer("fb", torch.clamp(torch.min(down, up), min=0), persistent=False)
+
+    def forward(self, wav):
+        spec = torch.stft(wav, self.n_fft, self.hop_length, self.win_length, self.window, center=True,
+                          pad_mode="reflect", return_complex=True).abs().pow(2)
+        return (spec.transpose(-1, -2) @ self.fb).transpose(-1, -2)
+
+
+def _importable(name: str) -> bool:
+    try:
+        __import__(name)
+        return True
+    except Exception:  # missing, or a build whose C extension cannot load here
+        return False
+
+
+@contextlib.contextmanager
+def torchaudio_standin():
+    """Granite Speech's feature extractor with :class:`PureMelSpectrogram` when torchaudio cannot be imported."""
+    import types
+
+    import transformers.models.granite_speech.feature_extraction_granite_speech as fem
+
+    if _importable("torchaudio"):
+        yield
+        return
+    saved = {k: getattr(fem, k, None) for k in ("torchaudio", "requires_backends")}
+    fem.torchaudio = types.SimpleNamespace(transforms=types.SimpleNamespace(MelSpectrogram=PureMelSpectrogram))
+    fem.requires_backends = lambda *a, **k: None
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(fem, k, v)
+
+
+class _NoVisionTower(torch.nn.Module):
+    def forward(self, *a, **k):
+        raise RuntimeError("this Gemma 3n was built without its vision tower (timm is not installed)")
+
+
+@contextlib.contextmanager
+def timm_standin():
+    """Gemma 3n built with an empty vision tower when timm cannot be imported (audio never reaches it)."""
+    import transformers.models.gemma3n.modeling_gemma3n as gm
+    from transformers import Gemma3nVisionConfig
+
+    if _importable("timm"):
+        yield
+        return
+    real = gm.AutoModel
+
+    class _Auto:
+        @staticmethod
+        def from_config(config, *a, **k):
+            return _NoVisionTower() if isinstance(config, Gemma3nVisionConfig) else real.from_config(config, *a, **k)
+
+    gm.AutoModel = _Auto
+    try:
+        yield
+    finally:
+        gm.AutoModel = real
+
+
+@contextlib.contextmanager
+def standins():
+    with torchaudio_standin(), timm_standin():
+        yield
+
+
+# --------------------------------------------------------------------------------------------- Granite Speech
+# granite-3.3's chat format (the released template also puts today's date into its default system turn)
+GRANITE_CHAT_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}{% set sys = messages[0]['content'] %}{% set loop_messages = messages[1:] %}"
+    "{%- else %}{% set sys = 'You are Granite, developed by IBM. You are a helpful AI assistant.' %}"
+    "{% set loop_messages = messages %}{% endif %}"
+    "{{ '<|start_of_role|>system<|end_of_role|>' + sys + '<|end_of_text|>\n' }}"
+    "{%- for message in loop_messages %}{{ '<|start_of_role|>' + message['role'] + '<|end_of_role|>' }}"
+    "{%- if message['content'] is string %}{{ message['content'] }}"
+    "{%- else %}{% for c in message['content'] %}{% if c['type'] == 'audio' %}{{ '<|audio|>' }}"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "{{ '<|end_of_text|>\n' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{ '<|start_of_role|>assistant<|end_of_role|>' }}{% endif %}"
+)
+
+
+def tiny_granite_speech(seed: int = 0, lora: bool = False):
+    from transformers import (GraniteSpeechConfig, GraniteSpeechFeatureExtractor, GraniteSpeechForConditionalGeneration,
+                              GraniteSpeechProcessor)
+
+    tok = char_tokenizer(specials=["<|end_of_text|>", "<|start_of_role|>", "<|end_of_role|>", "<|audio|>"],
+                         eos="<|end_of_text|>", pad="<|end_of_text|>", chat_template=GRANITE_CHAT_TEMPLATE,
+                         named={"audio_token": "<|audio|>"})
+    with torchaudio_standin():
+        fe = GraniteSpeechFeatureExtractor()  # 80 mels, frame pairs stacked: 160 features
+    proc = GraniteSpeechProcessor(audio_processor=fe, tokenizer=tok, chat_template=GRANITE_CHAT_TEMPLATE)
+    cfg = GraniteSpeechConfig(
+        text_config=dict(model_type="granite", vocab_size=len(tok), pad_token_id=tok.pad_token_id,
+                         eos_token_id=tok.eos_token_id, bos_token_id=None, embedding_multiplier=12.0,
+                         logits_scaling=8.0, residual_multiplier=0.22, attention_multiplier=1 / 8,
+                         **{k: v for k, v in TEXT.items() if k != "head_dim"}),
+        encoder_config=dict(input_dim=2 * fe.melspec_kwargs["n_mels"], num_layers=2, hidden_dim=32, num_heads=4,
+                            feedforward_mult=2, output_dim=16, context_size=200, max_pos_emb=512, conv_kernel_size=15),
+        projector_config=dict(model_type="blip_2_qformer", hidden_size=32, num_attention_heads=4, num_hidden_layers=1,
+                              intermediate_size=64, encoder_hidden_size=32, cross_attention_frequency=1,
+                              max_position_embeddings=64, vocab_size=8),
+        audio_token_index=tok.audio_token_id, window_size=fe.projector_window_size,
+        downsample_rate=fe.projector_downsample_rate, has_lora_adapter=lora)
+    model, proc = _finish(GraniteSpeechForConditionalGeneration, cfg, proc, tok, seed)
+    if lora:  # the released models' LoRA on q/v (o_proj, where the gate sits, stays a plain Linear)
+        from peft import LoraConfig, inject_adapter_in_model
+
+        inject_adapter_in_model(LoraConfig(r=4, lora_alpha=8, init_lora_weights=False,
+                                           target_modules=r".*language_model\.layers\.\d+\.self_attn\.(q_proj|v_proj)"),
+                                model)
+        model.eval()
+    return model, proc
+
+
+# --------------------------------------------------------------------------------------------- Gemma 3n
+GEMMA3N_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- if messages[0]['role'] == 'system' -%}{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}"
+    "{%- set loop_messages = messages[1:] -%}{%- else -%}{%- set first_user_prefix = '' -%}"
+    "{%- set loop_messages = messages -%}{%- endif -%}"
+    "{%- for message in loop_messages -%}{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') }}"
+    "{%- if message['content'] is string -%}{{ message['content'] | trim }}"
+    "{%- else -%}{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'audio' -%}{{ '<audio_soft_token>' }}{%- elif item['type'] == 'image' -%}"
+    "{{ '<image_soft_token>' }}{%- elif item['type'] == 'text' -%}{{ item['text'] | trim }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}{{ '<end_of_turn>\n' }}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+)
+
+
+def tiny_gemma3n(seed: int = 0, audio_seq_length: int = 188):
+    """4 decoder layers (sliding + full attention, the last two sharing the first two's key/value cache)."""
+    from transformers import Gemma3nAudioFeatureExtractor, Gemma3nConfig, Gemma3nForConditionalGeneration, Gemma3nProcessor
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    # the real vocabulary layout: [text | vision tokens | audio tokens]; the end-of-image/-audio and soft tokens
+    # open their ranges
+    n_mm = 4
+    vision = ["<end_of_image>", "<image_soft_token>"] + [f"<vision_{i}>" for i in range(n_mm - 2)]
+    audio = ["<end_of_audio>", "<audio_soft_token>"] + [f"<audio_{i}>" for i in range(n_mm - 2)]
+    named = {"image_token": "<image_soft_token>", "boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
+             "audio_token": "<audio_soft_token>", "boa_token": "<start_of_audio>", "eoa_token": "<end_of_audio>"}
+    tok = char_tokenizer(specials=["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>",
+                                   "<start_of_audio>"], eos="<eos>", pad="<pad>", bos="<bos>", named=named,
+                         chat_template=GEMMA3N_CHAT_TEMPLATE, tail=vision + audio)
+    n_text = len(tok) - 2 * n_mm
+    fe = Gemma3nAudioFeatureExtractor()
+    proc = Gemma3nProcessor(feature_extractor=fe, image_processor=SiglipImageProcessorPil(), tokenizer=tok,
+                            chat_template=GEMMA3N_CHAT_TEMPLATE, audio_seq_length=audio_seq_length, image_seq_length=4)
+    cfg = Gemma3nConfig(
+        text_config=dict(vocab_size=len(tok), vocab_size_per_layer_input=n_text, hidden_size_per_layer_input=16,
+                         laurel_rank=8, altup_num_inputs=4, layer_types=["sliding_attention", "full_attention"] * 2,
+                         num_kv_shared_layers=2, sliding_window=512, pad_token_id=tok.pad_token_id,
+                         eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
+                         **{**TEXT, "num_hidden_layers": 4}),
+        audio_config=dict(input_feat_size=fe.feature_size, hidden_size=32, conf_num_attention_heads=4,
+                          conf_num_hidden_layers=2, sscp_conv_channel_size=(16, 8), conf_conv_kernel_size=3,
+                          conf_attention_chunk_size=4, conf_attention_context_left=5, vocab_size=n_mm,
+                          vocab_offset=n_text + n_mm),
+        vision_config=dict(hidden_size=32, vocab_size=n_mm, vocab_offset=n_text),
+        audio_soft_tokens_per_image=audio_seq_length, vision_soft_tokens_per_image=4,
+        boi_token_id=tok.boi_token_id, eoi_token_id=tok.eoi_token_id, image_token_id=tok.image_token_id,
+        boa_token_id=tok.boa_token_id, eoa_token_id=tok.eoa_token_id, audio_token_id=tok.audio_token_id)
+    with timm_standin():
+        model, proc = _finish(Gemma3nForConditionalGeneration, cfg, proc, tok, seed,
+                              eos=[tok.eos_token_id, tok.convert_tokens_to_ids("<end_of_turn>")])
+    # its backward pass under sdpa gives NaN gradients on CPU (torch 2.13, transformers 5.24): eager for training
+    model.set_attn_implementation("eager")
+    return model, proc
+
+
+# --------------------------------------------------------------------------------------------- Phi-4-multimodal
+# the transformers-native Phi-4-multimodal format: <|user|><|audio|>INSTRUCTION<|end|><|assistant|>
+PHI4_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}{{ '<|' + message['role'] + '|>' }}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for c in message['content'] -%}"
+    "{%- if c['type'] == 'audio' -%}{{ '<|audio|>' }}{%- elif c['type'] == 'image' -%}{{ '<|image|>' }}"
+    "{%- elif c['type'] == 'text' -%}{{ c['text'] }}{%- endif -%}{%- endfor -%}{%- endif -%}"
+    "{{ '<|end|>' }}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|assistant|>' }}{%- else -%}{{ eos_token }}{%- endif -%}"
+)
+
+
+def tiny_phi4_multimodal(seed: int = 0):
+    from transformers import (Phi4MultimodalConfig, Phi4MultimodalFeatureExtractor, Phi4MultimodalForCausalLM,
+                              Phi4MultimodalProcessor)
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    tok = char_tokenizer(specials=["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<|image|>",
+                                   "<|audio|>"], eos="<|endoftext|>", pad="<|endoftext|>",
+                         named={"image_token": "<|image|>", "audio_token": "<|audio|>"}, chat_template=PHI4_CHAT_TEMPLATE)
+    fe = Phi4MultimodalFeatureExtractor()
+    # the family's image processor needs torchvision; any image processor satisfies the class (audio never uses it)
+    proc = Phi4MultimodalProcessor(image_processor=SiglipImageProcessorPil(), audio_processor=fe, tokenizer=tok,
+                                   chat_template=PHI4_CHAT_TEMPLATE)
+    end = tok.convert_tokens_to_ids("<|end|>")
+    cfg = Phi4MultimodalConfig(
+        vocab_size=len(tok), original_max_position_embeddings=2048, bos_token_id=None, pad_token_id=tok.pad_token_id,
+        eos_token_id=[tok.eos_token_id, end],
+        audio_config=dict(hidden_size=32, intermediate_size=48, num_blocks=2, num_attention_heads=4,
+                          depthwise_separable_out_channel=32, ext_pw_out_channel=32, nemo_conv_channels=16,
+                          input_size=fe.feature_size, audio_token_id=tok.audio_token_id),
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=28, crop_size=28, patch_size=14, image_token_id=tok.image_token_id),
+        **{k: v for k, v in TEXT.items() if k not in ("head_dim", "tie_word_embeddings")})
+    return _finish(Phi4MultimodalForCausalLM, cfg, proc, tok, seed, eos=[tok.eos_token_id, end])
+
+
 # --------------------------------------------------------------------------------------------- shared
 def _finish(cls, cfg, proc, tok, seed: int, eos=None):
     torch.manual_seed(seed)
@@ -252,6 +489,9 @@ BUILDERS = {
     "qwen2.5-omni": tiny_qwen2_5_omni,
     "qwen3-omni-moe": tiny_qwen3_omni_moe,
     "voxtral": tiny_voxtral,
+    "granite-speech": tiny_granite_speech,
+    "gemma3n": tiny_gemma3n,
+    "phi4-multimodal": tiny_phi4_multimodal,
     "causal-lm": _causal_lm,
 }
 

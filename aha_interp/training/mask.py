@@ -154,6 +154,12 @@ def mask_step(lalm, gates_module, opt, inputs, noise: torch.Tensor, tau: float, 
         ce = lalm.loss(inputs, reduction="sum") / count.clamp(min=1).float()
         active = gates.sum() / (noise.shape[0] * world)
         ((ce + lam * active) * world).backward()
+    grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+    if not all(torch.isfinite(g).all() for g in grads):  # one NaN step would turn every logit NaN
+        attn = getattr(getattr(lalm.model, "config", None), "_attn_implementation", None)
+        raise AhaError(f"the mask's gradient is not finite (loss {ce.item():.4g}): the model's backward pass "
+                       f"produced NaN/inf{f' under {attn} attention' if attn else ''}; try --attn eager (Gemma 3n "
+                       "with sdpa on CPU does this), or --dtype float32")
     opt.step()
     parts = torch.stack([ce.detach(), active.detach()])
     if dist is not None:
