@@ -13,7 +13,7 @@ from aha_interp.models.lalm import LALM, load_model
 from aha_interp.models.tiny_families import BUILDERS, save_tiny, standins, tiny_family
 
 KINDS = list(BUILDERS)
-AUDIO_KINDS = [k for k in KINDS if k != "causal-lm"]
+AUDIO_KINDS = [k for k in KINDS if k not in ("causal-lm", "salmonn")]  # salmonn: no checkpoint format (Python only)
 INSTRUCTION = "Describe the speaker's gender."
 
 

@@ -36,9 +36,11 @@ Dtype = Annotated[Optional[str], typer.Option(help="Model dtype, e.g. bfloat16 (
                                                  "tiny model; mask logits stay float32).", show_default=False)]
 Attn = Annotated[Optional[str], typer.Option("--attn", help="attn_implementation: eager, sdpa, flash_attention_2 "
                                                             "(default: transformers' choice).", show_default=False)]
-Kind = Annotated[Optional[str], typer.Option("--kind", help="Model family, when the config's detection is not what "
-                                                            "you want (aha-interp info lists them).",
-                                             show_default=False)]
+# spelled out here: importing the family table would load torch for every --help (a test checks both agree)
+KINDS_HELP = ("qwen2-audio, qwen2-audio-base, audio-flamingo-3, qwen2.5-omni, qwen3-omni-moe, voxtral, granite-speech, "
+              "gemma3n, phi4-multimodal, causal-lm")
+Kind = Annotated[Optional[str], typer.Option("--kind", help=f"Model family, where detection from the config is not "
+                                                            f"what you want: {KINDS_HELP}.", show_default=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
 
 

@@ -24,15 +24,20 @@ def generate_answers(lalm, audios, instructions, mask=None, *, batch_size: int =
                      num_beams: int = 1, progress: bool = False, desc: str = "eval") -> list[str]:
     """Decoded answers for ``audios`` (each with its instruction or None) under ``mask``, ``batch_size`` clips
     per ``generate`` call (left-padded; a padded row decodes as it would alone)."""
-    from tqdm.auto import tqdm
+    bar = None
+    if progress:  # a tqdm bar, even disabled, makes a multiprocessing lock: none in reproduce's workers
+        from tqdm.auto import tqdm
 
+        bar = tqdm(total=len(audios), desc=desc, unit="clip", leave=False)
     out = []
-    with tqdm(total=len(audios), desc=desc, unit="clip", leave=False, disable=not progress) as bar:
-        for i in range(0, len(audios), batch_size):
-            inputs = lalm.build_inputs(audios[i:i + batch_size], instructions[i:i + batch_size])
-            ids = lalm.generate_ids(inputs, mask, max_new_tokens=max_new_tokens, num_beams=num_beams)
-            out += [s.strip() for s in lalm.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    for i in range(0, len(audios), batch_size):
+        inputs = lalm.build_inputs(audios[i:i + batch_size], instructions[i:i + batch_size])
+        ids = lalm.generate_ids(inputs, mask, max_new_tokens=max_new_tokens, num_beams=num_beams)
+        out += [s.strip() for s in lalm.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        if bar is not None:
             bar.update(len(ids))
+    if bar is not None:
+        bar.close()
     return out
 
 

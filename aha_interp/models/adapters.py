@@ -294,6 +294,44 @@ class Phi4MultimodalAdapter(ProcessorAdapter):
     audio_window = 30.0
 
 
+class SalmonnAdapter:
+    """A SALMONN-style model (:class:`~aha_interp.models.salmonn.SalmonnStyle`, or the official one with the same
+    inputs): ``USER: <Speech>{slots}</Speech> {instruction}\nASSISTANT:`` — with no instruction the official
+    AHAMask prompt, ``USER: <Speech><SpeechHere></Speech> \nASSISTANT:``. Whisper windows of fixed length."""
+
+    kind = "salmonn"
+    eos_token = "</s>"
+    #: its generate runs the LLM on embeddings: it returns only the new tokens
+    returns_prompt = False
+
+    def __init__(self, processor, config=None):
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        fe = processor.feature_extractor
+        self.sampling_rate = int(fe.sampling_rate)
+        self.n_samples = int(fe.n_samples)
+
+    def prompt(self, instruction: str | None, text: str | None = None) -> str:
+        return f"USER: <Speech><SpeechHere></Speech> {instruction or ''}\nASSISTANT:"
+
+    def batch(self, audios, instructions, targets=None, texts=None) -> dict[str, torch.Tensor]:
+        if audios is None:
+            raise AhaError("a salmonn model needs audio: build_inputs(audio=[waveform, …])")
+        p = self.processor
+        slots = p.slot_token * p.n_slots
+        rows = [self.tokenizer(self.prompt(i).replace("<SpeechHere>", slots), add_special_tokens=False).input_ids
+                for i in instructions]
+        attn = left_pad([[1] * len(r) for r in rows], 0)
+        feats = p.feature_extractor([np.asarray(a[:self.n_samples], np.float32) for a in audios],
+                                    sampling_rate=self.sampling_rate, return_tensors="pt").input_features
+        enc = {"input_ids": left_pad(rows, self.tokenizer.pad_token_id), "attention_mask": attn,
+               "input_features": feats}
+        if targets is not None:
+            enc = append_targets(enc, [self.tokenizer(t + self.eos_token, add_special_tokens=False).input_ids
+                                       for t in targets], self.tokenizer.pad_token_id)
+        return with_positions(enc)
+
+
 class CausalLMAdapter:
     """A text decoder: the instruction and the text as one user turn (through the chat template if there is one)."""
 
@@ -348,4 +386,4 @@ def append_targets(batch: dict, targets: Sequence[Sequence[int]], pad_id: int, t
 
 ADAPTERS = {a.kind: a for a in (Qwen2AudioAdapter, Qwen2AudioBaseAdapter, AudioFlamingo3Adapter, Qwen25OmniAdapter,
                                 Qwen3OmniMoeAdapter, VoxtralAdapter, GraniteSpeechAdapter, Gemma3nAdapter,
-                                Phi4MultimodalAdapter, CausalLMAdapter)}
+                                Phi4MultimodalAdapter, SalmonnAdapter, CausalLMAdapter)}

@@ -54,8 +54,13 @@ FAMILIES: tuple[Family, ...] = (
 )
 BY_KIND = {f.kind: f for f in FAMILIES}
 
-#: families transformers ships that aha-interp cannot drive here: kind -> reason
-UNSUPPORTED: dict[str, str] = {}
+#: kinds with an adapter but no transformers checkpoint to load: kind -> how to use them
+PYTHON_ONLY: dict[str, str] = {
+    "salmonn": "a SALMONN-style model has no transformers checkpoint format; build it (the official code, or "
+               "aha_interp.models.salmonn.SalmonnStyle) and drive it in Python: LALM(model, processor, 'salmonn')",
+}
+#: families transformers ships that aha-interp cannot drive: kind -> reason
+UNSUPPORTED: dict[str, str] = {**PYTHON_ONLY}
 
 
 def kinds() -> str:

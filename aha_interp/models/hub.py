@@ -89,9 +89,22 @@ def config_hash(cfg) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def identity(name: str, where: str, cfg) -> dict:
+def snapshot_revision(src: str, hub_kw: dict) -> str | None:
+    """The commit of the hub snapshot a model id resolved to (its cache folder is named by it)."""
+    from transformers.utils import cached_file
+
+    kw = {k: v for k, v in hub_kw.items() if k in ("revision", "cache_dir", "token", "local_files_only", "subfolder")}
+    try:
+        path = cached_file(src, "config.json", **kw)
+    except (OSError, ValueError):
+        return None
+    parts = Path(path).parts if path else ()
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else None
+
+
+def identity(name: str, where: str, cfg, hub_kw: dict | None = None) -> dict:
     """What a mask records about its model: ``{"model", "model_revision", "model_config_hash"}``."""
-    revision = getattr(cfg, "_commit_hash", None) if where == "hub" else None
+    revision = snapshot_revision(name, hub_kw or {}) if where == "hub" else None
     return {"model": name, "model_revision": revision, "model_config_hash": config_hash(cfg)}
 
 

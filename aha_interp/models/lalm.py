@@ -130,6 +130,8 @@ class LALM(MaskedModel):
         with self.masked(mask):
             out = self.model.generate(**model_inputs, max_new_tokens=max_new_tokens, num_beams=num_beams,
                                       do_sample=False, eos_token_id=eos, pad_token_id=self.tokenizer.pad_token_id)
+        if not getattr(self.adapter, "returns_prompt", True):  # generate on embeddings: only the new tokens
+            return out
         return out[:, model_inputs["input_ids"].shape[1]:]
 
     def generate(self, audio=None, instruction=None, mask: HeadMask | torch.Tensor | None = None, *, text=None,
@@ -200,7 +202,7 @@ def load_model(name_or_path: str | os.PathLike, *, kind: str | None = None, dtyp
         apply_layout(model, layout)
     if device is not None:
         model.to(device)
-    info = identity(name, where, cfg)
+    info = identity(name, where, cfg, hub_kw)
     if layout is not None and layout.get("model"):  # the original's masks apply to it: keep the original's name
         info.update(model=layout["model"], model_config_hash=layout.get("model_config_hash"))
     return LALM(model.eval(), processor, fam.kind, model_id=info["model"], model_info=info)

@@ -78,8 +78,20 @@ class SalmonnStyle(nn.Module):
                                  **kw)
 
 
+class SalmonnProcessor:
+    """What a SALMONN-style model reads: its LLM's tokenizer and a Whisper feature extractor, plus the slot token
+    that marks where the speech embeddings go (``n_slots`` of them per clip: windows x queries)."""
+
+    def __init__(self, tokenizer, feature_extractor, slot_token: str, n_slots: int):
+        self.tokenizer = tokenizer
+        self.feature_extractor = feature_extractor
+        self.slot_token = slot_token
+        self.n_slots = n_slots
+
+
 def tiny_salmonn(*, lora_targets: tuple[str, ...] = ("q_proj", "v_proj"), n_layers: int = 2, n_heads: int = 4,
-                 seed: int = 0) -> SalmonnStyle:
+                 seed: int = 0, vocab_size: int = 64, audio_token_id: int = 5, eos_token_id: int = 1,
+                 pad_token_id: int = 0) -> SalmonnStyle:
     """A random-weight SALMONN-style model: Whisper encoder, Blip-2 Q-Former, Llama + PEFT LoRA.
 
     Inputs: ``input_features`` ``(B, 80, 100)``; 10 windows × 1 query = 10 audio slots (token id 5).
@@ -93,12 +105,13 @@ def tiny_salmonn(*, lora_targets: tuple[str, ...] = ("q_proj", "v_proj"), n_laye
                                        num_mel_bins=80, max_source_positions=50))
     qf = Blip2QFormerModel(Blip2QFormerConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
                                               intermediate_size=64, encoder_hidden_size=32))
-    llm = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=n_layers,
-                                       num_attention_heads=n_heads, num_key_value_heads=n_heads, pad_token_id=0,
-                                       eos_token_id=1, bos_token_id=None, max_position_embeddings=256))
+    llm = LlamaForCausalLM(LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64,
+                                       num_hidden_layers=n_layers, num_attention_heads=n_heads,
+                                       num_key_value_heads=n_heads, pad_token_id=pad_token_id,
+                                       eos_token_id=eos_token_id, bos_token_id=None, max_position_embeddings=256))
     llm = get_peft_model(llm, LoraConfig(r=8, lora_alpha=16, target_modules=list(lora_targets), lora_dropout=0.0))
     # LoRA B starts at zero; give it weights so the adapters really change the computation
     for name, p in llm.named_parameters():
         if "lora_B" in name:
             nn.init.normal_(p, std=0.05)
-    return SalmonnStyle(enc, qf, n_query=1, window=5, llm=llm, audio_token_id=5).eval()
+    return SalmonnStyle(enc, qf, n_query=1, window=5, llm=llm, audio_token_id=audio_token_id).eval()

@@ -451,6 +451,22 @@ def tiny_phi4_multimodal(seed: int = 0):
     return _finish(Phi4MultimodalForCausalLM, cfg, proc, tok, seed, eos=[tok.eos_token_id, end])
 
 
+# --------------------------------------------------------------------------------------------- SALMONN-style
+def tiny_salmonn_lalm(seed: int = 0):
+    """:func:`~aha_interp.models.salmonn.tiny_salmonn` with a character tokenizer and its Whisper front end (1 s
+    windows: the tiny encoder takes 100 frames, 10 speech slots per clip). Not a transformers checkpoint: it is
+    driven in Python (``LALM(model, processor, "salmonn")``), as the real SALMONN built with its official code."""
+    from transformers import WhisperFeatureExtractor
+
+    from .salmonn import SalmonnProcessor, tiny_salmonn
+
+    tok = char_tokenizer(specials=["<unk>", "</s>", "<Speech>", "</Speech>", "<slot>"], eos="</s>", pad="<unk>",
+                         chat_template=None)
+    fe = WhisperFeatureExtractor(feature_size=80, sampling_rate=SR, chunk_length=1)
+    model = tiny_salmonn(seed=seed, vocab_size=len(tok), audio_token_id=tok.convert_tokens_to_ids("<slot>"),
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    return model, SalmonnProcessor(tok, fe, "<slot>", n_slots=10)
+
 # --------------------------------------------------------------------------------------------- shared
 def _finish(cls, cfg, proc, tok, seed: int, eos=None):
     torch.manual_seed(seed)
@@ -492,6 +508,7 @@ BUILDERS = {
     "granite-speech": tiny_granite_speech,
     "gemma3n": tiny_gemma3n,
     "phi4-multimodal": tiny_phi4_multimodal,
+    "salmonn": tiny_salmonn_lalm,
     "causal-lm": _causal_lm,
 }
 
