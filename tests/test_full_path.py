@@ -137,6 +137,9 @@ def test_gpu_smoke_benchmark_runs_on_a_tiny_config():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "mask step / plain: time" in proc.stdout and "mask logits moved" in proc.stdout
+    for family in ("qwen2-audio", "audio-flamingo-3"):  # both families, and generation for each
+        assert f"[{family}] built tiny" in proc.stdout
+    assert proc.stdout.count("generate unmasked:") == 2
 
 
 def test_train_on_a_manifest_with_gradient_checkpointing(mini_model, tmp_path, capsys):

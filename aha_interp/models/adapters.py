@@ -30,6 +30,20 @@ def n_audio_tokens(valid: np.ndarray) -> np.ndarray:
     return (((valid - 1) // 2 + 1) - 2) // 2 + 1
 
 
+def whisper_front(adapter, processor) -> None:
+    """Processor, tokenizer and the Whisper window (sampling rate, samples per window) of an adapter."""
+    adapter.processor = processor
+    adapter.tokenizer = processor.tokenizer
+    fe = processor.feature_extractor
+    adapter.sampling_rate = int(fe.sampling_rate)
+    adapter.n_samples = int(fe.n_samples)
+
+
+def answer_ids(tokenizer, targets, eos: str) -> list[list[int]]:
+    """Each answer's tokens, closed by the end-of-turn token ``eos``."""
+    return [tokenizer(t + eos, add_special_tokens=False).input_ids for t in targets]
+
+
 def with_positions(batch: dict) -> dict:
     batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
     return batch
@@ -48,12 +62,8 @@ class Qwen2AudioAdapter:
     eos_token = "<|im_end|>"
 
     def __init__(self, processor, config=None):
-        self.processor = processor
-        self.tokenizer = processor.tokenizer
-        fe = processor.feature_extractor
-        self.sampling_rate = int(fe.sampling_rate)
-        self.n_samples = int(fe.n_samples)
-        self.n_mels = int(fe.feature_size)  # 80 for the tiny models, 128 for Qwen2-Audio-7B
+        whisper_front(self, processor)
+        self.n_mels = int(processor.feature_extractor.feature_size)  # 80 for the tiny models, 128 for the 7B
         self._prompts: dict = {}
 
     def prompt(self, instruction: str | None, text: str | None = None) -> str:
@@ -98,8 +108,8 @@ class Qwen2AudioAdapter:
         enc = dict(self.processor(text=prompts, audio=[np.asarray(a, dtype=np.float32) for a in audios],
                                   return_tensors="pt", padding=True, sampling_rate=self.sampling_rate))
         if targets is not None:
-            enc = append_targets(enc, [self.tokenizer(t + self.eos_token, add_special_tokens=False).input_ids
-                                       for t in targets], self.tokenizer.pad_token_id)
+            enc = append_targets(enc, answer_ids(self.tokenizer, targets, self.eos_token),
+                                 self.tokenizer.pad_token_id)
         return with_positions(enc)
 
 
@@ -305,11 +315,7 @@ class SalmonnAdapter:
     returns_prompt = False
 
     def __init__(self, processor, config=None):
-        self.processor = processor
-        self.tokenizer = processor.tokenizer
-        fe = processor.feature_extractor
-        self.sampling_rate = int(fe.sampling_rate)
-        self.n_samples = int(fe.n_samples)
+        whisper_front(self, processor)
 
     def prompt(self, instruction: str | None, text: str | None = None) -> str:
         return f"USER: <Speech><SpeechHere></Speech> {instruction or ''}\nASSISTANT:"
@@ -327,8 +333,8 @@ class SalmonnAdapter:
         enc = {"input_ids": left_pad(rows, self.tokenizer.pad_token_id), "attention_mask": attn,
                "input_features": feats}
         if targets is not None:
-            enc = append_targets(enc, [self.tokenizer(t + self.eos_token, add_special_tokens=False).input_ids
-                                       for t in targets], self.tokenizer.pad_token_id)
+            enc = append_targets(enc, answer_ids(self.tokenizer, targets, self.eos_token),
+                                 self.tokenizer.pad_token_id)
         return with_positions(enc)
 
 
@@ -354,8 +360,8 @@ class CausalLMAdapter:
         prompts = [self.prompt(i, t) for i, t in zip(instructions, texts)]
         enc = dict(self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True))
         if targets is not None:
-            enc = append_targets(enc, [self.tokenizer(t + self.eos_token, add_special_tokens=False).input_ids
-                                       for t in targets], self.tokenizer.pad_token_id)
+            enc = append_targets(enc, answer_ids(self.tokenizer, targets, self.eos_token),
+                                 self.tokenizer.pad_token_id)
         return with_positions(enc)
 
 
