@@ -159,3 +159,15 @@ def test_train_and_eval_through_the_cli_from_a_saved_folder(kind, tmp_path):
                  "--batch-size", "2", "--quiet", "--out", str(res)]) == 0
     (row,) = json.loads(res.read_text())
     assert row["task"] == "gr" and row["n"] == 4 and 0 <= row["value"] <= 1
+
+
+def test_salmonn_trains_and_evaluates_in_python(tmp_path):
+    from aha_interp.evaluation.evaluate import evaluate
+    from aha_interp.training.mask import MaskTrainConfig, train_mask
+
+    lalm = LALM(*tiny_family("salmonn"), "salmonn")
+    cfg = MaskTrainConfig(task="gr", steps=4, batch_size=2, n_train=4, seed=0)
+    mask = train_mask(lalm, cfg, tmp_path / "run", progress=False)
+    assert mask.shape == lalm.shape and mask.meta.extra["model_geometry"] == [2, 4, 8]
+    res = evaluate(lalm, "gr", "mask", mask=mask, n=4, batch_size=2)
+    assert res["n"] == 4 and 0 <= res["value"] <= 1

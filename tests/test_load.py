@@ -133,3 +133,62 @@ def test_the_kinds_in_the_cli_help_are_the_families():
     from aha_interp.models.families import BY_KIND
 
     assert KINDS_HELP.split(", ") == list(BY_KIND)
+
+
+def test_kind_cannot_put_weights_into_another_class(tmp_path):
+    with pytest.raises(AhaError, match="--kind audio-flamingo-3 does not fit this model \\(qwen2-audio\\)"):
+        load_model("tiny", kind="audio-flamingo-3")
+    assert load_model("tiny", kind="qwen2-audio-base").kind == "qwen2-audio-base"  # same class: a prompt format
+
+
+def test_other_hub_ids_and_revisions_warn_even_with_one_config():
+    from aha_interp.models.hub import same_model
+
+    info = {"model": "Qwen/Qwen2-Audio-7B", "model_revision": "b" * 40, "model_config_hash": "c" * 16}
+    made = lambda model, rev: HeadMask.ones(2, 2, model=model, extra={"model_revision": rev,  # noqa: E731
+                                                                      "model_config_hash": "c" * 16}).meta
+    assert "Qwen2-Audio-7B-Instruct" in same_model(made("Qwen/Qwen2-Audio-7B-Instruct", "b" * 40), info)
+    assert "revision aaaaaaaaaaaa" in same_model(made("Qwen/Qwen2-Audio-7B", "a" * 40), info)
+    assert same_model(made("Qwen/Qwen2-Audio-7B", "b" * 40), info) is None
+    assert same_model(made("/some/copy", None), info) is None  # a folder copy: the config decides
+
+
+def test_derived_masks_keep_the_model_identity():
+    extra = {"model_config_hash": "c" * 16, "model_geometry": [2, 3, 8]}
+    a = HeadMask.from_active([[1, 0, 1], [0, 1, 1]], model="/a", extra=extra)
+    b = HeadMask.from_active([[1, 1, 0], [0, 0, 1]], model="/b", extra=extra)  # the same model, another folder
+    for m in (a & b, a | b, ~a, a.random_like(seed=1)):
+        assert m.meta.extra["model_config_hash"] == "c" * 16
+    with pytest.raises(AhaError, match="config cccc"):
+        a & HeadMask.from_active(b.active, model="/b", extra={"model_config_hash": "d" * 16})
+
+
+def test_loader_arguments_are_checked(tmp_path, monkeypatch):
+    assert load_model("tiny", dtype="auto").dtype == torch.float32  # transformers' "auto" passes through
+    with pytest.raises(AhaError, match="dtype 'bf16' is not a torch floating dtype"):
+        load_model("tiny", dtype="bf16")
+    if not torch.cuda.is_available():
+        with pytest.raises(AhaError, match="CUDA is not available"):
+            load_model("tiny", device="cuda")
+    with pytest.raises(AhaError, match="check the keyword arguments"):
+        load_model("tiny", revison="main")
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AhaError, match="no model folder at runs/x"):  # a mistyped folder, not a hub id
+        load_model("runs/x")
+    with pytest.raises(AhaError, match="reads text only"):
+        from aha_interp.models.lalm import LALM
+        from aha_interp.models.tiny_families import tiny_family
+
+        LALM(*tiny_family("causal-lm"), "causal-lm").build_inputs([torch.zeros(100).numpy()])
+
+
+@pytest.mark.skipif(__import__("aha_interp.models.tiny_families", fromlist=["x"])._importable("torchaudio"),
+                    reason="torchaudio is installed here")
+def test_a_missing_backend_names_the_package(tmp_path):
+    from aha_interp.models.tiny_families import standins
+
+    with standins():
+        folder = save_tiny("granite-speech", tmp_path / "granite")
+    with pytest.raises(AhaError, match="Granite Speech's processor needs a package that is not installed.*torchaudio"):
+        load_model(folder)

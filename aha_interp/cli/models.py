@@ -80,11 +80,12 @@ def _check_device_dtype(device: Optional[str], dtype: Optional[str]) -> None:
         dev = torch.device(device or "cpu")
         if dev.type == "cuda" and dt == torch.bfloat16 and not torch.cuda.is_bf16_supported():
             raise AhaError(f"--dtype bfloat16: {torch.cuda.get_device_name(dev)} cannot compute in it; use float16")
-        try:
-            x = torch.ones(2, 2, dtype=dt, device=dev)
-            torch.softmax(x @ x, -1)
-        except (RuntimeError, TypeError) as e:
-            raise AhaError(f"--dtype {dtype} does not run on {dev} ({str(e).splitlines()[0]}); use float32") from None
+        if dev.type != "cuda":  # no probe on a GPU: under torchrun it would open a context on GPU 0 in every rank
+            try:
+                x = torch.ones(2, 2, dtype=dt, device=dev)
+                torch.softmax(x @ x, -1)
+            except (RuntimeError, TypeError) as e:
+                raise AhaError(f"--dtype {dtype} does not run on {dev} ({str(e).splitlines()[0]}); use float32") from None
 
 
 def _train_interrupt_note(run_dir: Optional[Path], since: float) -> str:

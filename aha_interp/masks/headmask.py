@@ -316,8 +316,12 @@ class HeadMask:
             model=self.meta.model,
             task=f"random({self.name})",
             seed=seed,
-            extra={"random": kind, "n_active": self.n_active},
+            extra={**self._model_extra(), "random": kind, "n_active": self.n_active},
         )
+
+    def _model_extra(self) -> dict:
+        """The model identity a mask carries in ``extra`` (``model_config_hash`` …): kept by derived masks."""
+        return {k: v for k, v in self.meta.extra.items() if k.startswith("model_")}
 
     # ------------------------------------------------------------------ algebra on binary masks
     def _check_compatible(self, other: "HeadMask", op: str) -> None:
@@ -329,7 +333,12 @@ class HeadMask:
                 f"with {op!r}: they are for different models"
             )
         a, b = self.meta.model, other.meta.model
-        if a and b and a != b:
+        ha, hb = self.meta.extra.get("model_config_hash"), other.meta.extra.get("model_config_hash")
+        if ha and hb:  # the same model loaded from two folders has one config hash
+            if ha != hb:
+                raise MaskShapeError(f"cannot combine a mask for model {a!r} (config {ha}) with one for model {b!r} "
+                                     f"(config {hb}) using {op!r}")
+        elif a and b and a != b:
             raise MaskShapeError(f"cannot combine a mask for model {a!r} with one for model {b!r} using {op!r}")
 
     def _combine(self, other: "HeadMask", op: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> "HeadMask":
@@ -338,6 +347,7 @@ class HeadMask:
             fn(self.active, other.active),
             model=self.meta.model or other.meta.model,
             task=f"({self.name} {op} {other.name})",
+            extra=self._model_extra() or other._model_extra(),
         )
 
     def __and__(self, other: "HeadMask") -> "HeadMask":
@@ -353,7 +363,8 @@ class HeadMask:
         return self._combine(other, "^", np.logical_xor)
 
     def __invert__(self) -> "HeadMask":
-        return HeadMask.from_active(~self.active, model=self.meta.model, task=f"~{self.name}")
+        return HeadMask.from_active(~self.active, model=self.meta.model, task=f"~{self.name}",
+                                    extra=self._model_extra())
 
     def __eq__(self, other: object) -> bool:
         """Two masks are equal when they have the same shape and keep the same heads.

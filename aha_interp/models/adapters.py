@@ -8,6 +8,10 @@ except on the answer tokens (answer + end-of-turn). The trainer, the evaluator a
 * :class:`Qwen2AudioAdapter` — ``Qwen2AudioProcessor`` + the chat template; the batch is built directly
   (batched torch log-mel, one tokenizer call per row) and equals the processor's own output, which
   :meth:`Qwen2AudioAdapter.reference_batch` computes as the tests' oracle.
+* :class:`ProcessorAdapter` — families whose processor expands the audio placeholder itself: Audio Flamingo 3,
+  the Qwen2.5-/Qwen3-Omni thinkers, Granite Speech, Gemma 3n, Phi-4-multimodal (and, through its mistral-common
+  tokenizer, :class:`VoxtralAdapter`).
+* :class:`SalmonnAdapter` — a SALMONN-style model (Python only).
 * :class:`CausalLMAdapter` — a text ``…ForCausalLM`` and its tokenizer (the HeadsUp setting).
 """
 
@@ -189,9 +193,10 @@ class ProcessorAdapter:
         if audios is None:
             raise AhaError(f"a {self.kind} model needs audio: build_inputs(audio=[waveform, …])")
         self.tokenizer.padding_side = "left"
-        if self.audio_window:
+        if self.audio_window:  # every clip to the same whole number of windows (exact alone/batched up to one)
             w = int(round(self.audio_window * self.sampling_rate))
-            audios = [np.pad(a, (0, -len(a) % w or (w if len(a) == 0 else 0))) for a in audios]
+            n = w * max(1, *(-(-len(a) // w) for a in audios))
+            audios = [np.pad(a, (0, n - len(a))) for a in audios]
         enc = self.encode([self.prompt(i) for i in instructions], audios)
         if targets is not None:
             enc = append_targets(enc, [self.target_ids(t) for t in targets], self.tokenizer.pad_token_id,
@@ -356,6 +361,9 @@ class CausalLMAdapter:
         return body
 
     def batch(self, audios, instructions, targets=None, texts=None) -> dict[str, torch.Tensor]:
+        if audios is not None:  # never drop audio silently: a text decoder would answer the prompt alone
+            raise AhaError("a causal-lm model reads text only: build_inputs(text=[…]); for an audio LM of another "
+                           "class pass its kind (load_model(kind=…)) or mask it in Python with wrap()")
         texts = list(texts) if texts is not None else [None] * len(instructions)
         prompts = [self.prompt(i, t) for i, t in zip(instructions, texts)]
         enc = dict(self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True))
@@ -383,7 +391,7 @@ def append_targets(batch: dict, targets: Sequence[Sequence[int]], pad_id: int, t
     width = max(len(r) for r in rows)
     out = dict(batch)
     out["input_ids"] = torch.stack([F.pad(r, (width - len(r), 0), value=pad_id) for r in rows])
-    out["labels"] = torch.stack([F.pad(l, (width - len(l), 0), value=IGNORE) for l in labels])
+    out["labels"] = torch.stack([F.pad(l, (width - len(l), 0), value=IGNORE) for l in labels]).long()
     out["attention_mask"] = torch.stack([F.pad(torch.ones_like(r), (width - len(r), 0)) for r in rows]).to(am.dtype)
     for k, vs in extra.items():
         out[k] = torch.stack([F.pad(v, (width - len(v), 0)) for v in vs])

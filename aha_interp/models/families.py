@@ -7,6 +7,7 @@ one adapter in :mod:`.adapters`; the trainer, the evaluator and ``reproduce`` sp
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from ..errors import AhaError
@@ -23,16 +24,13 @@ class Family:
     processor: str = "AutoProcessor"  # AutoTokenizer for text decoders
     #: the processor class and image patch size, for an audio-only build when torchvision is missing
     audio_only: tuple[str, int] | None = None
-    #: config.model_type of checkpoints that hold this model inside a larger one (Omni thinker + talker), and
-    #: that larger class: loaded whole, then its ``.thinker`` is kept
+    #: config.model_type of checkpoints that hold this model inside a larger one (an Omni model's thinker next
+    #: to its talker): the thinker class loads from them with ``config=cfg.thinker_config``
     outer_types: tuple[str, ...] = ()
-    outer_class: str | None = None
 
-    def model_cls(self, model_type: str | None = None):
+    def model_cls(self):
         import transformers
 
-        if model_type in self.outer_types:
-            return getattr(transformers, self.outer_class)
         return getattr(transformers, self.model_class)
 
 
@@ -42,10 +40,10 @@ FAMILIES: tuple[Family, ...] = (
     Family("audio-flamingo-3", "Audio Flamingo 3", ("audioflamingo3",), "AudioFlamingo3ForConditionalGeneration"),
     Family("qwen2.5-omni", "Qwen2.5-Omni Thinker", ("qwen2_5_omni_thinker", "qwen2_5_omni"),
            "Qwen2_5OmniThinkerForConditionalGeneration", audio_only=("Qwen2_5OmniProcessor", 14),
-           outer_types=("qwen2_5_omni",), outer_class="Qwen2_5OmniForConditionalGeneration"),
+           outer_types=("qwen2_5_omni",)),
     Family("qwen3-omni-moe", "Qwen3-Omni-MoE Thinker", ("qwen3_omni_moe_thinker", "qwen3_omni_moe"),
            "Qwen3OmniMoeThinkerForConditionalGeneration", audio_only=("Qwen3OmniMoeProcessor", 16),
-           outer_types=("qwen3_omni_moe",), outer_class="Qwen3OmniMoeForConditionalGeneration"),
+           outer_types=("qwen3_omni_moe",)),
     Family("voxtral", "Voxtral", ("voxtral",), "VoxtralForConditionalGeneration"),
     Family("granite-speech", "Granite Speech", ("granite_speech",), "GraniteSpeechForConditionalGeneration"),
     Family("gemma3n", "Gemma 3n", ("gemma3n",), "Gemma3nForConditionalGeneration"),
@@ -59,7 +57,7 @@ PYTHON_ONLY: dict[str, str] = {
     "salmonn": "a SALMONN-style model has no transformers checkpoint format; build it (the official code, or "
                "aha_interp.models.salmonn.SalmonnStyle) and drive it in Python: LALM(model, processor, 'salmonn')",
 }
-#: families transformers ships that aha-interp cannot drive: kind -> reason
+#: kinds that ``load_model`` / ``--kind`` refuse: kind -> why, and what to do instead
 UNSUPPORTED: dict[str, str] = {**PYTHON_ONLY}
 
 
@@ -68,23 +66,41 @@ def kinds() -> str:
 
 
 def family_for(cfg, kind: str | None = None) -> Family:
-    """The family of a model config; ``kind`` overrides the detection."""
-    if kind is not None:
-        if kind in UNSUPPORTED:
-            raise AhaError(f"kind {kind!r} is not supported: {UNSUPPORTED[kind]}")
-        if kind not in BY_KIND:
-            raise AhaError(f"unknown kind {kind!r}; choose one of {kinds()}")
-        return BY_KIND[kind]
+    """The family of a model config; ``kind`` overrides the detection where the config is of that family
+    (Qwen2-Audio Base vs Instruct; a model whose kind is ambiguous) — never onto another class, which would load
+    as random weights."""
+    detected = _detect(cfg)
+    if kind is None:
+        if detected is None:
+            archs = getattr(cfg, "architectures", None) or []
+            arch = archs[0] if archs else f"model_type {getattr(cfg, 'model_type', None)!r}"
+            raise AhaError(f"{arch} is not a model family aha-interp drives (supported: {kinds()}); a decoder of "
+                           "another class can still be masked in Python: aha_interp.wrap(model)")
+        return detected
+    if kind in UNSUPPORTED:
+        raise AhaError(f"kind {kind!r} is not supported: {UNSUPPORTED[kind]}")
+    if kind not in BY_KIND:
+        raise AhaError(f"unknown kind {kind!r}; choose one of {kinds()}")
+    fam = BY_KIND[kind]
+    same = detected is not None and (detected.model_class == fam.model_class)
+    if not same:
+        what = detected.kind if detected is not None else f"model_type {getattr(cfg, 'model_type', None)!r}"
+        raise AhaError(f"--kind {kind} does not fit this model ({what}): its weights would not load into "
+                       f"{fam.model_class}; drop --kind, or give a {fam.title} model")
+    return fam
+
+
+def _detect(cfg) -> Family | None:
     mt = getattr(cfg, "model_type", None)
     for fam in FAMILIES:
         if mt in fam.model_types:
             return fam
-    archs = getattr(cfg, "architectures", None) or []
-    if any(a.endswith("ForCausalLM") for a in archs) or _is_causal_lm_config(cfg):
+    # a text decoder: a config transformers maps to a causal LM, and nothing audio about it (a remote-code audio LM
+    # named …ForCausalLM would lose its audio in the text adapter)
+    if _is_causal_lm_config(cfg) and not any(hasattr(cfg, a) for a in ("audio_config", "speech_config",
+                                                                        "audio_processor", "whisper_config")):
         return BY_KIND["causal-lm"]
-    arch = archs[0] if archs else f"model_type {mt!r}"
-    raise AhaError(f"{arch} is not a model family aha-interp drives (supported: {kinds()}); a decoder of another "
-                   "class can still be masked in Python: aha_interp.wrap(model)")
+    return None
 
 
 def _is_causal_lm_config(cfg) -> bool:
@@ -102,22 +118,29 @@ def load_processor(fam: Family, src: str, where: str, hub_kw: dict):
 
     from .hub import load_error
 
+    from transformers.utils import is_torchvision_available
+
+    from .hub import first_line
+
     loader = getattr(transformers, fam.processor)
     try:
-        try:
-            proc = loader.from_pretrained(src, **hub_kw)
-        except (ImportError, ValueError, AttributeError) as e:
-            if fam.audio_only is None or "torchvision" not in str(e) + repr(type(e)) and not isinstance(e, AttributeError):
-                raise
-            from .processors import audio_only  # the omni processors' video half needs torchvision: audio needs none
+        if fam.audio_only is not None and not is_torchvision_available():
+            # the omni processors' video half needs torchvision; audio and text need none of it
+            from .processors import audio_only
 
-            proc = audio_only(*fam.audio_only[:1], src, hub_kw, fam.audio_only[1])
-    except (OSError, ValueError, TypeError, KeyError, ImportError, AttributeError) as e:
+            warnings.warn(f"torchvision is not installed: {fam.title}'s processor is built without video "
+                          "(audio and text are unchanged)", stacklevel=3)
+            proc = audio_only(fam.audio_only[0], src, hub_kw, fam.audio_only[1])
+        else:
+            proc = loader.from_pretrained(src, **hub_kw)
+    except ImportError as e:  # a backend the family's processor needs (torchaudio for Granite Speech, …)
+        raise AhaError(f"{fam.title}'s processor needs a package that is not installed ({first_line(e)}); "
+                       "install it (pip install …) and run again") from None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
         if where == "hub":
             raise load_error(where, src, e, "processor") from None
-        raise AhaError(f"{src} has no usable {fam.processor[4:].lower()} for {fam.title} "
-                       f"({(str(e).splitlines() or [type(e).__name__])[0]}); save it next to the model: "
-                       f"processor.save_pretrained({src!r})") from None
+        raise AhaError(f"{src} has no usable {fam.processor[4:].lower()} for {fam.title} ({first_line(e)}); save "
+                       f"it next to the model: processor.save_pretrained({src!r})") from None
     if fam.processor == "AutoProcessor" and not hasattr(proc, "tokenizer"):
         raise AhaError(f"{src} holds a tokenizer but no processor for {fam.title}; save the family's processor "
                        f"(feature extractor + tokenizer) into it: processor.save_pretrained({src!r})")

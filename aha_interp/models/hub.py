@@ -40,7 +40,10 @@ def locate(name: str, embedded: dict[str, Path]) -> tuple[str, str, str]:
         if not (path / "config.json").exists():
             raise AhaError(f"the embedded model {key!r} is missing from {path}; rebuild it: aha-interp build-model {key}")
         return "embedded", str(path), key
-    p = Path(key).expanduser()
+    try:
+        p = Path(key).expanduser()
+    except RuntimeError:  # ~user of no such user
+        raise AhaError(f"no model folder at {key}; give a saved model directory, a hub id (org/name), or 'tiny'") from None
     if p.exists():
         if not p.is_dir():
             raise AhaError(f"{key} is a file; give a model folder (one with config.json), a hub id, or 'tiny'")
@@ -50,7 +53,9 @@ def locate(name: str, embedded: dict[str, Path]) -> tuple[str, str, str]:
             if p.resolve() == path_.resolve():
                 return "embedded", str(path_), name_
         return "folder", str(p), str(p.resolve())
-    if key.startswith((".", "/", "~")) or os.sep in key.replace("/", "") or not HUB_ID.match(key):
+    parent = p.parent
+    if (key.startswith((".", "/", "~")) or "\\" in key or not HUB_ID.match(key)
+            or (str(parent) not in (".", "") and parent.is_dir())):  # runs/x with runs/ here: a mistyped folder
         raise AhaError(f"no model folder at {key}; give a saved model directory, a hub id (org/name), or 'tiny'")
     return "hub", key, key
 
@@ -64,10 +69,16 @@ def offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (transformers' often start with a newline)."""
+    return next((l.strip() for l in str(exc).splitlines() if l.strip()), type(exc).__name__)
+
+
 def load_error(where: str, src: str, exc: Exception, what: str = "model") -> AhaError:
     """One line for a failed from_pretrained: a hub id missing from the cache says how to get it."""
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    if where == "hub":
+    first = first_line(exc)
+    missing = isinstance(exc, OSError) and not isinstance(exc, (PermissionError, IsADirectoryError))
+    if where == "hub" and missing:
         how = ("the hub is offline (HF_HUB_OFFLINE=1)" if offline() else "the hub could not be reached or has no such "
                "repository")
         return AhaError(f"cannot load the {what} of {src}: it is not in the local HF cache and {how}; download it "
@@ -108,15 +119,24 @@ def identity(name: str, where: str, cfg, hub_kw: dict | None = None) -> dict:
     return {"model": name, "model_revision": revision, "model_config_hash": config_hash(cfg)}
 
 
+def _is_hub_id(name: str | None) -> bool:
+    return bool(name) and not str(name).startswith("/") and "/" in str(name) and HUB_ID.match(str(name)) is not None
+
+
 def same_model(mask_meta, info: dict) -> str | None:
-    """None when a mask's metadata matches the model ``info`` (:func:`identity`), else why not (one phrase)."""
-    theirs = mask_meta.extra.get("model_config_hash")
-    mine = info.get("model_config_hash")
-    if theirs and mine:
-        if theirs == mine:
-            return None
-        return (f"was made for {mask_meta.model or 'another model'!s} (config {theirs}), this is "
-                f"{info.get('model') or 'a model'} (config {mine})")
-    if mask_meta.model and info.get("model") and mask_meta.model != info["model"]:
-        return f"was made for {mask_meta.model!r}, this is {info['model']!r}"
+    """None when a mask's metadata matches the model ``info`` (:func:`identity`), else why not (one phrase).
+
+    The config hash decides between folders (a copy, another dtype); two hub ids or two revisions that differ are
+    other models even with one config (Qwen2-Audio Base and Instruct, a fine-tune)."""
+    theirs, mine = mask_meta.extra.get("model_config_hash"), info.get("model_config_hash")
+    a, b = mask_meta.model, info.get("model")
+    ra, rb = mask_meta.extra.get("model_revision"), info.get("model_revision")
+    if theirs and mine and theirs != mine:
+        return f"was made for {a or 'another model'} (config {theirs}), this is {b or 'a model'} (config {mine})"
+    if _is_hub_id(a) and _is_hub_id(b) and a != b:
+        return f"was made for {a!r}, this is {b!r}"
+    if ra and rb and ra != rb and a == b:
+        return f"was made for {a!r} at revision {ra[:12]}, this is revision {rb[:12]}"
+    if not (theirs and mine) and a and b and a != b:
+        return f"was made for {a!r}, this is {b!r}"
     return None

@@ -1,11 +1,9 @@
 """``load_model``: a model plus its processor, wrapped for masking, with inputs / loss / generate.
 
-Kinds (each an adapter in :mod:`.adapters`):
-
-* ``qwen2-audio`` — ``Qwen2AudioForConditionalGeneration`` + ``Qwen2AudioProcessor``, Qwen2-Audio's
-  chat template. With ``instruction=None`` the user turn holds only the audio: AHAMask's setting.
-* ``causal-lm`` — any Llama/Qwen2/Mistral/Gemma ``…ForCausalLM`` with its tokenizer, for text tasks
-  (the HeadsUp setting).
+Every family (``aha_interp.models.families``: Qwen2-Audio Instruct and Base, Audio Flamingo 3, the Qwen2.5-
+and Qwen3-Omni thinkers, Voxtral, Granite Speech, Gemma 3n, Phi-4-multimodal, SALMONN-style, text
+``…ForCausalLM``) has one adapter in :mod:`.adapters`; :class:`LALM` speaks only the adapter protocol. With
+``instruction=None`` the prompt holds only the audio: AHAMask's setting.
 """
 
 from __future__ import annotations
@@ -154,6 +152,27 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     return locate(key, EMBEDDED_MODELS)[1] if key in EMBEDDED_MODELS else key
 
 
+def _dtype(dtype):
+    """A torch dtype, or ``"auto"`` (transformers': the checkpoint's own), from a dtype or its name."""
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    dt = getattr(torch, str(dtype), None)
+    if not (isinstance(dt, torch.dtype) and dt.is_floating_point):
+        raise AhaError(f"dtype {dtype!r} is not a torch floating dtype; use float32, bfloat16, float16 or 'auto'")
+    return dt
+
+
+def _check_device(device) -> None:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise AhaError(f"device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise AhaError(f"device {device}: CUDA is not available on this machine; use cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise AhaError(f"device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+
+
 def load_model(name_or_path: str | os.PathLike, *, kind: str | None = None, dtype: torch.dtype | str | None = None,
                device: str | torch.device | None = None, attn_implementation: str | None = None,
                **from_pretrained_kwargs: Any) -> LALM:
@@ -169,7 +188,7 @@ def load_model(name_or_path: str | os.PathLike, *, kind: str | None = None, dtyp
     """
     from ..pruning.pruned import apply_layout, pruning_record
     from .families import BY_KIND, family_for, load_processor
-    from .hub import HUB_KWARGS, identity, load_error, locate
+    from .hub import HUB_KWARGS, first_line, identity, load_error, locate
 
     where, src, name = locate(str(name_or_path), EMBEDDED_MODELS)
     hub_kw = {k: v for k, v in from_pretrained_kwargs.items() if k in HUB_KWARGS}
@@ -188,21 +207,28 @@ def load_model(name_or_path: str | os.PathLike, *, kind: str | None = None, dtyp
         fam = BY_KIND["qwen2-audio-base"]
     kw = dict(from_pretrained_kwargs)
     if dtype is not None:
-        kw["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        kw["dtype"] = _dtype(dtype)
     if attn_implementation:
         kw["attn_implementation"] = attn_implementation
+    if cfg.model_type in fam.outer_types:  # an Omni checkpoint with its talker: the thinker alone is the LALM
+        kw.setdefault("config", cfg.thinker_config)
+    if device is not None:
+        _check_device(device)
     try:
-        model = fam.model_cls(cfg.model_type).from_pretrained(src, **kw)
+        model = fam.model_cls().from_pretrained(src, **kw)
+    except ImportError as e:  # a package the model class needs (timm for Gemma 3n, flash-attn, …)
+        raise AhaError(f"{fam.title} needs a package that is not installed ({first_line(e)}); install it and run "
+                       "again") from None
+    except TypeError as e:  # an argument from_pretrained does not take
+        raise AhaError(f"cannot load {src}: {first_line(e)}; check the keyword arguments given to load_model") from None
     except (OSError, ValueError) as e:
         raise load_error(where, src, e) from None
-    if cfg.model_type in fam.outer_types:  # an Omni checkpoint with its talker: the thinker is the LALM
-        model = model.thinker
     if layout is not None:  # the checkpoint holds full-size zero-padded heads: rebuild the compact model
         pruning_record(model)  # the record checked against the model before it is applied
         apply_layout(model, layout)
     if device is not None:
         model.to(device)
-    info = identity(name, where, cfg, hub_kw)
+    info = identity(name, where, model.config, hub_kw)  # the loaded model's config (an Omni thinker's own)
     if layout is not None and layout.get("model"):  # the original's masks apply to it: keep the original's name
         info.update(model=layout["model"], model_config_hash=layout.get("model_config_hash"))
     return LALM(model.eval(), processor, fam.kind, model_id=info["model"], model_info=info)
