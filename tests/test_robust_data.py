@@ -58,7 +58,7 @@ def manifest(tmp: Path, bad=None, *, entries=None, raw: bytes | None = None, fil
     """``tmp/m/manifest.json``: a good entry 0, then ``bad`` as entry 1 (or the given ``entries``, or ``raw``
     bytes); ``files`` maps a relative path to a function that creates it."""
     folder = tmp / "m"
-    wav(folder / "wav" / "good.wav", np.zeros(8000))
+    wav(folder / "wav" / "good.wav", np.full(8000, 100))
     for rel, make in (files or {}).items():
         make(folder / rel)
     path = folder / "manifest.json"
@@ -120,29 +120,16 @@ MANIFEST_CASES = [
     ("missing WAV", lambda t: manifest(t, entry("wav/x.wav")), [E1, "does not exist"]),
     ("0-byte WAV", lambda t: manifest(t, entry("wav/x.wav"), files={"wav/x.wav": write(b"")}),
      [E1, "is empty (0 bytes)"]),
-    ("non-WAV bytes named .wav", lambda t: manifest(t, entry("wav/x.wav"), files={"wav/x.wav": write(b"ID3\x03mp3!")}),
-     [E1, "is not a WAV file", "16-bit PCM"]),
-    ("float32 WAV", lambda t: manifest(t, entry("wav/x.wav"), files={"wav/x.wav": float_wav}),
-     [E1, "float", "convert it to 16 kHz mono 16-bit PCM", "scipy.io.wavfile"]),
+    ("non-audio bytes named .wav", lambda t: manifest(t, entry("wav/x.wav"), files={"wav/x.wav": write(b"ID3\x03mp3!")}),
+     [E1, "is not audio that soundfile can read", "WAV, FLAC, MP3 or OGG"]),
     ("path is a folder", lambda t: manifest(t, entry("wav/x.wav"), files={"wav/x.wav": make_dir}),
-     [E1, "is a folder, not a WAV file"]),
+     [E1, "is a folder, not an audio file"]),
     ("0-frame WAV", lambda t: manifest(t, entry("wav/x.wav"), files={"wav/x.wav": pcm(samples=np.zeros(0))}),
-     [E1, "holds no audio (0 frames)"]),
-    ("stereo WAV", lambda t: manifest(t, entry("wav/x.wav"), files={"wav/x.wav": pcm(channels=2)}),
-     [E1, "2 channels PCM", "mono"]),
-    ("44.1 kHz stereo 24-bit WAV", lambda t: manifest(t, entry("wav/x.wav"),
-                                                      files={"wav/x.wav": pcm(rate=44100, channels=2, width=3)}),
-     [E1, "is 44100 Hz, 2 channels, 24-bit PCM"]),
-    ("44.1 kHz WAV", lambda t: manifest(t, entry("wav/x.wav"), files={"wav/x.wav": pcm(rate=44100)}),
-     [E1, "is 44100 Hz PCM", "16 kHz"]),
-    ("8-bit WAV", lambda t: manifest(t, entry("wav/x.wav"), files={"wav/x.wav": pcm(width=1)}),
-     [E1, "8-bit PCM"]),
-    ("24-bit WAV", lambda t: manifest(t, entry("wav/x.wav"), files={"wav/x.wav": pcm(width=3)}),
-     [E1, "24-bit PCM"]),
-    ("truncated WAV", lambda t: manifest(t, entry("wav/x.wav"), files={"wav/x.wav": truncated_wav}),
-     [E1, "is truncated"]),
+     [E1, "holds no audio (0 samples)"]),
+    ("silent WAV", lambda t: manifest(t, entry("wav/x.wav"), files={"wav/x.wav": pcm(samples=np.zeros(800))}),
+     [E1, "is silent"]),
     ("damaged WAV header", lambda t: manifest(t, entry("wav/x.wav"), files={"wav/x.wav": damaged_wav}),
-     [E1, "damaged WAV"]),
+     [E1, "is not audio that soundfile can read"]),
     ("entry without text", lambda t: manifest(t, {"path": "wav/x.wav", "task": "asr"}), [E1, "has no 'text'"]),
     ("entry without task", lambda t: manifest(t, {"path": "wav/x.wav", "text": "a"}), [E1, "has no 'task'"]),
     ("entry without path", lambda t: manifest(t, {"text": "a", "task": "asr"}), ["entry 1 has no 'path'"]),
@@ -178,7 +165,7 @@ def test_a_clip_longer_than_the_window_is_cut_with_one_warning(tmp_path):
     msgs = [str(w.message) for w in caught]
     assert len(msgs) == 1 and "2 of 3 clips" in msgs[0] and "3 s" in msgs[0], msgs
     assert [len(e.audio) for e in ex] == [8000, CLIP_SAMPLES, CLIP_SAMPLES]
-    assert np.array_equal(ex[1].audio, ten_minutes[:CLIP_SAMPLES].astype(np.float32) / 32767)  # the first 3 s
+    assert np.array_equal(ex[1].audio, ten_minutes[:CLIP_SAMPLES].astype(np.float32) / 32768)  # the first 3 s
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no limit, no warning
         full = read_manifest(path, max_samples=None)
@@ -192,7 +179,7 @@ def test_salmonn_manifests_keep_extra_keys_and_absolute_paths(tmp_path):
     path = manifest(tmp_path, entries=[GOOD, {"path": str(absolute), "text": "male", "task": "gr", "Q": "who?"}])
     ex = read_manifest(path)
     assert [(e.task, e.target, e.meta) for e in ex] == [("asr", "red cat", {}), ("gr", "male", {"Q": "who?"})]
-    assert np.allclose(ex[1].audio, 1000 / 32767)
+    assert np.allclose(ex[1].audio, 1000 / 32768)
 
 
 def clip(task="asr", target="red cat", audio=None):
@@ -232,7 +219,7 @@ def test_a_written_manifest_reads_back_exactly(tmp_path):
     back = read_manifest(write_manifest(ex, tmp_path))
     assert [(e.task, e.target) for e in back] == [(e.task, e.target) for e in ex]
     for a, b in zip(back, ex):
-        assert np.array_equal(a.audio, (np.clip(b.audio, -1, 1) * 32767).astype("<i2").astype(np.float32) / 32767)
+        assert np.array_equal(a.audio, (np.clip(b.audio, -1, 1) * 32767).astype("<i2").astype(np.float32) / 32768)  # soundfile reads int16 / 32768
 
 
 # ============================================================================= run folders

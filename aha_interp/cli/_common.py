@@ -47,7 +47,49 @@ ModelOpt = Annotated[str, typer.Option("--model", "-m", help="'tiny' (the embedd
 
 
 def task_option(help: str = "Task"):
-    return typer.Option("--task", "-t", help=f"{help}: {TASK_LIST}.", show_default=False)
+    return typer.Option("--task", "-t", help=f"{help}: {TASK_LIST}, or a name of your own with --metric.",
+                        show_default=False)
+
+
+# the data and task options of train and eval: your clips, and a task of your own
+Manifest = Annotated[Optional[Path], typer.Option(help="Your clips: a manifest (.json SALMONN or list, .jsonl, .csv) "
+                                                       "of audio paths (WAV, FLAC, MP3, OGG; any rate) and answers.")]
+Dataset = Annotated[Optional[str], typer.Option(help="Your clips: a dataset folder (save_to_disk, audiofolder, "
+                                                     "parquet/CSV/JSON) or a hub id in the local cache.")]
+Split = Annotated[Optional[str], typer.Option(help="The dataset's split (default: its only one).")]
+AudioColumn = Annotated[Optional[str], typer.Option(help="Column of the audio (default: path, audio, file_name, …).")]
+TargetColumn = Annotated[Optional[str], typer.Option(help="Column of the answer (default: text, target, label, …).")]
+Metric = Annotated[Optional[str], typer.Option(help="A task of your own: wer, cer, accuracy, exact_match, bleu, "
+                                                    "rouge_l or ifr.", show_default=False)]
+Labels = Annotated[Optional[str], typer.Option(help="Classification labels, comma-separated (every answer must be "
+                                                    "one).", show_default=False)]
+Instruction = Annotated[Optional[str], typer.Option(help="Your task's instruction (the instructed condition).",
+                                                    show_default=False)]
+Normalize = Annotated[Optional[str], typer.Option("--normalize", help="Text normalisation of WER/CER/accuracy for "
+                                                  "your task: whisper (default for WER/CER), basic or none.",
+                                                  show_default=False)]
+Pattern = Annotated[Optional[str], typer.Option(help="--metric ifr: the regular expression a compliant answer "
+                                                     "matches whole.", show_default=False)]
+
+
+def resolve_task(task: str, metric, labels, instruction, normalize, pattern, manifest, dataset):
+    """The :class:`Task` the options describe: a built-in one, or one of your own (which needs its clips)."""
+    from ..data.tasks import TASKS, user_task
+
+    own = [f for f, v in (("--labels", labels), ("--instruction", instruction), ("--normalize", normalize),
+                          ("--pattern", pattern)) if v is not None]
+    if metric is None:
+        if task not in TASKS:
+            raise AhaError(f"unknown task {task!r}; choose one of {TASK_LIST}, or define your own: --task {task} "
+                           "--metric … (with --manifest or --dataset)")
+        if own:
+            raise AhaError(f"{', '.join(own)} define a task of your own; {task!r} is built in (drop them, or give "
+                           "your task another name and a --metric)")
+        return TASKS[task]
+    if manifest is None and dataset is None:
+        raise AhaError(f"task {task!r} is your own: give its clips with --manifest FILE or --dataset PATH_OR_ID")
+    return user_task(task, metric, labels=labels.split(",") if labels is not None else None, instruction=instruction,
+                     normalizer=normalize, pattern=pattern)
 
 
 # ----------------------------------------------------------------------------- checks

@@ -17,7 +17,9 @@ from ..data.prompts import VARIATION_TYPES
 from ..data.speech import TRAIN_VOICES
 from ..errors import AhaError
 from ..evaluation.evaluate import CONDITIONS
-from ._common import (TASK_LIST, Fmt, Heads, Layers, ModelOpt, OutTable, Preset, check_task, count, emit, load, log,
+from ._common import (TASK_LIST, AudioColumn, Dataset, Fmt, Heads, Instruction, Labels, Layers, Manifest, Metric,
+                      ModelOpt, Normalize, OutTable, Pattern, Preset, Split, TargetColumn, check_task, count, emit,
+                      load, log, resolve_task,
                       number, on_interrupt, out_dir, out_file, seed as check_seed, table_format, task_option)
 
 PROMPT_TYPES = ("seen", *VARIATION_TYPES)
@@ -125,8 +127,16 @@ def train(
                                               "training speaker of the shipped tiny model).")] = "original",
     seed: Annotated[int, typer.Option(help="Seed: same seed, same mask.")] = 0,
     threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
-    manifest: Annotated[Optional[Path], typer.Option(help="Train on a SALMONN-style manifest (its entries of TASK) "
-                                                          "instead of synthetic clips.")] = None,
+    manifest: Manifest = None,
+    dataset: Dataset = None,
+    split: Split = None,
+    audio_column: AudioColumn = None,
+    target_column: TargetColumn = None,
+    metric: Metric = None,
+    labels: Labels = None,
+    instruction: Instruction = None,
+    normalize: Normalize = None,
+    pattern: Pattern = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda (under torchrun: each process its LOCAL_RANK GPU).")]
     = None,
     dtype: Dtype = None,
@@ -144,13 +154,15 @@ def train(
     Examples:
       aha-interp train --task gr --out gr.safetensors --steps 200
       aha-interp train --task asr --train-voices all --lam 0.01 --seed 1 --out asr-s1.safetensors
+      aha-interp train --task accent --metric accuracy --labels us,uk --dataset data/accents --out accent.safetensors
       torchrun --nproc-per-node 2 -m aha_interp.cli train --task gr --device cuda --out gr.safetensors
     """
-    check_task(task)
+    spec = resolve_task(task, metric, labels, instruction, normalize, pattern, manifest, dataset)
     if train_voices not in TRAIN_VOICES:
         raise AhaError(f"--train-voices must be one of {', '.join(TRAIN_VOICES)}, got {train_voices!r}")
-    if manifest is not None and train_voices != "original":
-        raise AhaError("--train-voices picks the voices of synthetic clips; it does not apply with --manifest")
+    if (manifest is not None or dataset is not None) and train_voices != "original":
+        raise AhaError("--train-voices picks the voices of synthetic clips; it does not apply to your own clips")
+    _check_data(manifest, dataset, split)
     if out.suffix != ".safetensors":
         raise AhaError(f"--out must end in .safetensors, got {out.name}")
     count("--steps", steps)
@@ -173,8 +185,6 @@ def train(
     # the config validates noise and ranges before any model is loaded
     cfg = MaskTrainConfig(task=task, steps=steps, batch_size=batch_size, lr=lr, lam=lam, noise=noise, tau_end=tau_end,
                           n_train=n_train, seed=seed, threads=threads, train_voices=train_voices)
-    if manifest is not None and not manifest.is_file():
-        raise AhaError(f"no manifest file at {manifest}; give a SALMONN-style manifest.json (aha-interp data writes one)")
 
     from ..models.lalm import load_model
     from ..training.distributed import enable_checkpointing, init_distributed
@@ -189,14 +199,7 @@ def train(
         device = f"cuda:{local_rank}"
     try:
         lalm = load_model(model, kind=kind, dtype=dtype, device=device, attn_implementation=attn)
-        examples = None
-        if manifest is not None:  # read after the model: clips are cut to its audio window (with a warning)
-            from ..data.tasks import read_manifest
-
-            examples = [e for e in read_manifest(manifest, max_samples=getattr(lalm.adapter, "n_samples", None))
-                        if e.task == task]
-            if not examples:
-                raise AhaError(f"{manifest} has no entries with task {task!r}")
+        examples = _user_examples(lalm, spec, manifest, dataset, split, audio_column, target_column)
         if grad_ckpt:
             enable_checkpointing(lalm.model)
         mask = train_mask(lalm, cfg, run_dir, examples=examples, progress=not quiet)
@@ -211,7 +214,9 @@ def train(
 # ----------------------------------------------------------------------------- eval
 def eval_(
     task: Annotated[str, task_option("Task to evaluate")],
-    condition: Annotated[str, typer.Option("--condition", "-c", help=f"{' | '.join(CONDITIONS)}.")] = "mask",
+    condition: Annotated[list[str], typer.Option("--condition", "-c", help=f"{' | '.join(CONDITIONS)}; twice (or "
+                                                 "more) to compare conditions on the same clips, the first two "
+                                                 "paired (McNemar / paired bootstrap).")] = ["mask"],
     model: ModelOpt = "tiny",
     mask: Annotated[Optional[Path], typer.Option(help="AHAMask file (for mask and random).")] = None,
     prompt_type: Annotated[str, typer.Option(help="Instructions: seen (the model's training instructions) or a held-out "
@@ -221,6 +226,19 @@ def eval_(
     beams: Annotated[int, typer.Option(help="Beam width (1 = greedy).")] = 1,
     batch_size: Annotated[int, typer.Option(help="Clips per generate call.")] = 32,
     threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
+    manifest: Manifest = None,
+    dataset: Dataset = None,
+    split: Split = None,
+    audio_column: AudioColumn = None,
+    target_column: TargetColumn = None,
+    metric: Metric = None,
+    labels: Labels = None,
+    instruction: Instruction = None,
+    normalize: Normalize = None,
+    pattern: Pattern = None,
+    predictions: Annotated[Optional[Path], typer.Option(help="Write one row per clip and condition (id, path, "
+                                                             "target, output, score, …) to this .jsonl, .csv or "
+                                                             ".parquet file.")] = None,
     device: Device = None,
     dtype: Dtype = None,
     attn: Attn = None,
@@ -242,13 +260,17 @@ def eval_(
     import pandas as pd
 
     fmt = table_format(fmt, out)
-    check_task(task)
-    if condition not in CONDITIONS:
-        raise AhaError(f"unknown condition {condition!r}; choose one of {', '.join(CONDITIONS)}")
+    spec = resolve_task(task, metric, labels, instruction, normalize, pattern, manifest, dataset)
+    _check_data(manifest, dataset, split)
+    conditions = list(dict.fromkeys(condition))
+    for c in conditions:
+        if c not in CONDITIONS:
+            raise AhaError(f"unknown condition {c!r}; choose one of {', '.join(CONDITIONS)}")
     if prompt_type not in PROMPT_TYPES:
         raise AhaError(f"unknown prompt type {prompt_type!r}; choose one of {', '.join(PROMPT_TYPES)}")
-    if condition in ("mask", "random") and mask is None:
-        raise AhaError(f"condition {condition!r} needs a mask (--mask FILE)")
+    masked = [c for c in conditions if c in ("mask", "random")]
+    if masked and mask is None:
+        raise AhaError(f"condition {masked[0]!r} needs a mask (--mask FILE)")
     count("--n", n)
     check_seed("--seed", seed)
     count("--beams", beams)
@@ -256,11 +278,17 @@ def eval_(
     count("--threads", threads, high=MAX_THREADS)
     _check_device_dtype(device, dtype)
     _check_kind(kind)
-    if mask is not None and condition not in ("mask", "random"):
-        raise AhaError(f"--mask applies to the conditions mask and random, not {condition!r}; drop it")
-    if prompt_type != "seen" and condition != "instruction":
-        raise AhaError(f"--prompt-type applies to --condition instruction (condition {condition!r} has no "
+    if mask is not None and not masked:
+        raise AhaError(f"--mask applies to the conditions mask and random, not {conditions[0]!r}; drop it")
+    if prompt_type != "seen" and "instruction" not in conditions:
+        raise AhaError(f"--prompt-type applies to --condition instruction (condition {conditions[0]!r} has no "
                        "instruction); drop it")
+    if "instruction" in conditions and not spec.builtin and not spec.instruction:
+        raise AhaError(f"condition 'instruction' needs your task's instruction: --instruction TEXT")
+    if predictions is not None:
+        if predictions.suffix.lower() not in (".jsonl", ".csv", ".parquet"):
+            raise AhaError(f"--predictions must end in .jsonl, .csv or .parquet, got {predictions.name}")
+        out_file(predictions, "--predictions")
     on_interrupt("nothing was written; run the command again")
     from ..masks import load_mask
 
@@ -268,7 +296,7 @@ def eval_(
 
     import torch
 
-    from ..evaluation.evaluate import evaluate
+    from ..evaluation.evaluate import evaluate, paired_test, predictions_frame
     from ..models.lalm import load_model
 
     if quiet:
@@ -277,11 +305,65 @@ def eval_(
         hf_logging.disable_progress_bar()
     torch.set_num_threads(threads)
     lalm = load_model(model, kind=kind, dtype=dtype, device=device, attn_implementation=attn)
-    res = evaluate(lalm, task, condition, mask=m, prompt_type=prompt_type, n=n, seed=seed, num_beams=beams,
-                   batch_size=batch_size, progress=not quiet)
-    row = {k: v for k, v in res.items() if k != "sub"}
-    row.update({f"sub_{k}": v for k, v in (res.get("sub") or {}).items()})
-    emit(pd.DataFrame([row]), fmt, out)
+    examples = _user_examples(lalm, spec, manifest, dataset, split, audio_column, target_column)
+    if examples is None:  # the built-in task's held-out clips, synthesised once for every condition
+        from ..data.tasks import make_examples
+
+        examples = make_examples(spec.name, n, seed=seed, split="test")
+    results = [evaluate(lalm, spec, c, mask=m, prompt_type=prompt_type, n=n, seed=seed, num_beams=beams,
+                        batch_size=batch_size, progress=not quiet, examples=examples, return_outputs=True)
+               for c in conditions]
+    rows = []
+    for res in results:
+        row = {k: v for k, v in res.items() if k not in ("sub", "predictions")}
+        row.update({f"sub_{k}": v for k, v in (res.get("sub") or {}).items()})
+        rows.append(row)
+    if len(results) >= 2:
+        rows.append(paired_test(results[0], results[1], seed=seed))
+    if predictions is not None:
+        _write_predictions(predictions_frame(results), predictions)
+    emit(pd.DataFrame(rows), fmt, out)
+
+
+def _check_data(manifest: Optional[Path], dataset: Optional[str], split: Optional[str]) -> None:
+    if manifest is not None and dataset is not None:
+        raise AhaError("give your clips as --manifest or as --dataset, not both")
+    if manifest is not None and not manifest.is_file():
+        raise AhaError(f"no manifest file at {manifest}; give a .json, .jsonl or .csv manifest")
+    if split is not None and dataset is None:
+        raise AhaError("--split picks a split of --dataset; give --dataset, or drop --split")
+
+
+def _user_examples(lalm, spec, manifest, dataset, split, audio_column, target_column):
+    """Your clips for ``spec`` at the model's rate (cut to its audio window, with a warning), or None."""
+    if manifest is None and dataset is None:
+        if audio_column or target_column:
+            raise AhaError("--audio-column and --target-column name columns of --manifest or --dataset")
+        return None
+    from ..data.sources import load_examples
+
+    rate = lalm.sampling_rate
+    if rate is None:
+        raise AhaError(f"{lalm.kind} models read text: your audio clips need an audio model")
+    window = getattr(lalm.adapter, "n_samples", None)
+    return load_examples(sampling_rate=rate, task=spec.name, manifest=manifest, dataset=dataset, split=split,
+                         audio_column=audio_column, target_column=target_column, labels=spec.labels,
+                         max_samples=window)
+
+
+def _write_predictions(frame, path: Path) -> None:
+    """The predictions file, written atomically in the format its suffix names."""
+    from .._atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        suffix = path.suffix.lower()
+        if suffix == ".jsonl":
+            frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        elif suffix == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+    log(f"wrote {len(frame)} predictions to {path}")
 
 
 # ----------------------------------------------------------------------------- prune

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -60,13 +61,21 @@ EVENTS = {
 
 @dataclass(frozen=True)
 class Task:
-    """A task of the suite: its metric (a key of ``evaluation.metrics.METRICS``), the answer budget in
-    generated tokens, and whether it is a composite (two answers in one format)."""
+    """A task: its metric (a key of ``evaluation.metrics.METRICS``), the answer budget in generated tokens, and
+    whether it is a composite (two answers in one format). The built-in tasks below are presets; a task of your
+    own (:func:`user_task`) also carries its ``labels`` (classification), the ``instruction`` its instructed
+    condition uses, the text ``normalizer`` of WER/CER/accuracy and, for the IFR, the ``pattern`` a compliant
+    answer matches."""
 
     name: str
     metric: str
     max_new_tokens: int
     composite: bool = False
+    labels: tuple[str, ...] | None = None
+    instruction: str | None = None
+    normalizer: str = "basic"
+    pattern: str | None = None
+    builtin: bool = True
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (
@@ -83,8 +92,55 @@ ALL_TASKS = tuple(TASKS)
 def check_task(name: str) -> Task:
     """The :class:`Task` called ``name``, or a one-line error listing the tasks."""
     if name not in TASKS:
-        raise AhaError(f"unknown task {name!r}; choose one of {', '.join(ALL_TASKS)}")
+        raise AhaError(f"unknown task {name!r}; choose one of {', '.join(ALL_TASKS)}, or define your own with "
+                       "--metric (and --labels / --instruction)")
     return TASKS[name]
+
+
+#: metrics a task of your own can use (``evaluation.metrics.METRICS``)
+USER_METRICS = ("wer", "cer", "accuracy", "exact_match", "bleu", "rouge_l", "ifr")
+
+
+def user_task(name: str, metric: str, *, labels: Sequence[str] | None = None, instruction: str | None = None,
+              normalizer: str | None = None, pattern: str | None = None, max_new_tokens: int | None = None) -> Task:
+    """A task of your own, checked: ``metric`` one of :data:`USER_METRICS` (``bleu`` is BLEU-4, ``ifr`` the share
+    of answers that ``pattern`` matches whole), ``labels`` for ``accuracy``/``exact_match`` (every answer in the
+    data must be one), ``normalizer`` for WER/CER/accuracy (``whisper`` by default, ``basic``, ``none``).
+
+    >>> user_task("accent", "accuracy", labels=["british", "american"], instruction="Which accent is this?")
+    ... # doctest: +ELLIPSIS
+    Task(name='accent', metric='accuracy', ...)
+    """
+    import re
+
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-" for c in name):
+        raise AhaError(f"task name {name!r} must be a plain name (letters, digits, _ and -)")
+    if name in TASKS:
+        raise AhaError(f"{name!r} is a built-in task with its own metric; give your task another name")
+    if metric not in USER_METRICS:
+        raise AhaError(f"unknown metric {metric!r}; choose one of {', '.join(USER_METRICS)}")
+    if labels is not None:
+        labels = tuple(dict.fromkeys(l.strip() for l in labels))
+        if metric not in ("accuracy", "exact_match"):
+            raise AhaError(f"--labels is for classification (--metric accuracy or exact_match), not {metric}")
+        if len(labels) < 2 or any(not l for l in labels):
+            raise AhaError(f"--labels needs at least two non-empty labels separated by commas, got {list(labels)}")
+    if metric == "ifr":
+        if not pattern:
+            raise AhaError("--metric ifr needs --pattern REGEX: the format a compliant answer matches whole")
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise AhaError(f"--pattern {pattern!r} is not a regular expression ({e})") from None
+    elif pattern:
+        raise AhaError(f"--pattern is the format of --metric ifr, not of {metric}; drop it")
+    normalizer = normalizer or ("whisper" if metric in ("wer", "cer") else "basic")
+    if normalizer not in ("basic", "whisper", "none"):
+        raise AhaError(f"unknown normalizer {normalizer!r}; choose basic, whisper or none")
+    if instruction is not None and not instruction.strip():
+        raise AhaError("--instruction is empty; give the instruction text, or drop it")
+    return Task(name, metric, max_new_tokens or (16 if labels else 48), labels=labels, instruction=instruction,
+                normalizer=normalizer, pattern=pattern, builtin=False)
 
 
 @dataclass
@@ -300,16 +356,20 @@ def write_manifest(examples: list[Example], folder: str | Path, name: str = "man
 
 def read_manifest(path: str | Path, *, max_samples: int | None = CLIP_SAMPLES) -> list[Example]:
     """Examples from a SALMONN-style manifest ``{"annotation": [{"path", "text", "task", …}]}``: paths relative to
-    the manifest's folder (or absolute), each a 16 kHz mono 16-bit PCM WAV; other keys of an entry go to ``meta``.
+    the manifest's folder (or absolute), each an audio file soundfile reads (WAV, FLAC, MP3, OGG; any rate and
+    channels: mixed down and resampled to 16 kHz); other keys of an entry go to ``meta``. For other manifest
+    formats and datasets see :func:`aha_interp.data.sources.load_examples`.
 
     Policy: every problem is a one-line :class:`AhaError` naming the entry (index and path) and what to do —
-    a missing, empty, damaged or non-WAV file, another sample format, rate or channel count, a clip with no
-    frames, an entry that is not an object or lacks a string ``path``, ``text`` or ``task``. A clip longer than
-    ``max_samples`` (the model's audio window; :data:`CLIP_SAMPLES`, 3 s, for the embedded model; ``None``: no
-    limit) is cut to its first ``max_samples`` samples — the feature extractor would cut it anyway — with one
-    warning saying how many clips were cut.
+    a missing, empty, unreadable or non-audio file, a clip with no samples or only silence, an entry that is not
+    an object or lacks a string ``path``, ``text`` or ``task``. A clip longer than ``max_samples`` (the model's
+    audio window; :data:`CLIP_SAMPLES`, 3 s, for the embedded model; ``None``: no limit) is cut to its first
+    ``max_samples`` samples — the feature extractor would cut it anyway — with one warning saying how many
+    clips were cut.
     """
     import warnings
+
+    from .audio import AudioProblem, load_audio
 
     path = Path(path)
     entries = _manifest_entries(path)
@@ -320,12 +380,13 @@ def read_manifest(path: str | Path, *, max_samples: int | None = CLIP_SAMPLES) -
         rel = e.get("path") if isinstance(e, dict) else None
         where = f"{path}: entry {i} ({rel!r})" if isinstance(rel, str) else f"{path}: entry {i}"
         task, text, rel = _entry_fields(e, where)
-        wav_path = path.parent / rel
+        file = path.parent / rel
         try:
-            audio, n_frames = _read_wav(wav_path, max_samples)
-        except _WavProblem as p:
-            raise AhaError(f"{where}: {wav_path} {p}") from None
-        cut += n_frames > len(audio)
+            audio, _ = load_audio(file, SAMPLE_RATE)
+        except AudioProblem as p:
+            raise AhaError(f"{where}: {file} {p}") from None
+        if max_samples is not None and len(audio) > max_samples:
+            audio, cut = audio[:max_samples], cut + 1
         meta = {k: v for k, v in e.items() if k not in ("path", "text", "task")}
         out.append(Example(task, audio, text, meta))
     if cut:
@@ -384,67 +445,3 @@ def _entry_fields(e, where: str) -> tuple[str, str, str]:
         if not v.strip():
             raise AhaError(f"{where}: {k!r} is empty; give every entry a {k}")
     return e["task"], e["text"], e["path"]
-
-
-class _WavProblem(Exception):
-    """What is wrong with a WAV file (the caller names the entry)."""
-
-
-_WAV_FORMATS = {3: "32/64-bit float", 6: "A-law", 7: "mu-law", 0xFFFE: "WAVE_FORMAT_EXTENSIBLE"}
-
-
-def _read_wav(wav_path: Path, max_samples: int | None) -> tuple[np.ndarray, int]:
-    """``(samples as float32 in [-1, 1], frames in the file)`` of a 16 kHz mono 16-bit PCM WAV; at most
-    ``max_samples`` samples are read. Raises :class:`_WavProblem` saying what is wrong and what to do."""
-    import struct
-    import wave
-
-    convert = f"convert it to {WAV_FORMAT} (e.g. sox in.wav -r 16000 -c 1 -b 16 out.wav)"
-    if wav_path.is_dir():
-        raise _WavProblem("is a folder, not a WAV file; fix the entry's path")
-    try:
-        size = wav_path.stat().st_size
-        with open(wav_path, "rb") as fh:
-            head = fh.read(4096)
-    except FileNotFoundError:
-        raise _WavProblem("does not exist; fix the path (relative to the manifest's folder) or remove the entry") \
-            from None
-    except OSError as e:
-        raise _WavProblem(f"cannot be read ({e.strerror or e}); check its permissions") from None
-    if size == 0:
-        raise _WavProblem("is empty (0 bytes); re-export the clip or remove the entry")
-    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        raise _WavProblem(f"is not a WAV file (it starts with {head[:12]!r}); {convert}")
-    try:
-        with wave.open(str(wav_path), "rb") as f:
-            rate, channels, width, n = f.getframerate(), f.getnchannels(), f.getsampwidth(), f.getnframes()
-            wrong = [f"{rate} Hz"] if rate != SAMPLE_RATE else []
-            wrong += [f"{channels} channels"] if channels != 1 else []
-            wrong += [f"{8 * width}-bit"] if width != 2 else []
-            if wrong:
-                raise _WavProblem(f"is {', '.join(wrong)} PCM; the reader takes {WAV_FORMAT} only: {convert}")
-            if n == 0:
-                raise _WavProblem("holds no audio (0 frames); re-export the clip or remove the entry")
-            want = n if max_samples is None else min(n, max_samples)
-            raw = f.readframes(want)
-    except (wave.Error, EOFError, struct.error, ValueError, RuntimeError, OverflowError) as e:
-        fmt = _wav_format_tag(head)
-        if fmt in _WAV_FORMATS:
-            raise _WavProblem(f"is a {_WAV_FORMATS[fmt]} WAV, which the stdlib wave reader cannot read; {convert}, "
-                              "or read it with scipy.io.wavfile.read and save it as int16") from None
-        raise _WavProblem(f"is a damaged WAV file ({e or type(e).__name__}); re-export the clip") from None
-    if len(raw) < 2 * want or size < 2 * n:
-        raise _WavProblem(f"is truncated: its header promises {n} frames but the file holds fewer; re-export the "
-                          "clip")
-    return np.frombuffer(raw, "<i2").astype(np.float32) / 32767, n
-
-
-def _wav_format_tag(head: bytes) -> int | None:
-    """The format tag of the ``fmt `` chunk in the first bytes of a RIFF/WAVE file (1 = PCM, 3 = float)."""
-    pos = 12
-    while pos + 8 <= len(head):
-        cid, csize = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
-        if cid == b"fmt " and pos + 10 <= len(head):
-            return int.from_bytes(head[pos + 8:pos + 10], "little")
-        pos += 8 + csize + (csize & 1)
-    return None
