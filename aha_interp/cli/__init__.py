@@ -1,7 +1,7 @@
 """The ``aha-interp`` command line: the Typer apps, the registration of every command, and :func:`main`.
 
 The commands live by concern: :mod:`.masks` (import, info, analyze, plot, figures, fetch-masks),
-:mod:`.models` (train, eval, prune, data, build-model) and :mod:`.reproduce`; :mod:`._common` holds what they share.
+:mod:`.models` (train, eval, prune, data, demo-data, build-model) and :mod:`.reproduce`; :mod:`._common` holds what they share.
 Every command and group takes ``-h``/``--help`` and shows examples. Errors in the input print one line
 (``error: …``) and exit 2, before any model is loaded (numbers, seeds and output paths are checked first); no
 half-written output file is left behind (all writes are atomic). Ctrl-C prints one line saying what was kept and
@@ -98,6 +98,7 @@ for _app, _name, _fn in [
     (app, "train", _models.train),
     (app, "eval", _models.eval_),
     (app, "data", _models.data),
+    (app, "demo-data", _models.demo_data),
     (app, "build-model", _models.build_model),
     (app, "prune", _models.prune),
     (app, "reproduce", _reproduce.reproduce),

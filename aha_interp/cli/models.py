@@ -158,11 +158,12 @@ def train(
       torchrun --nproc-per-node 2 -m aha_interp.cli train --task gr --device cuda --out gr.safetensors
     """
     spec = resolve_task(task, metric, labels, instruction, normalize, pattern, manifest, dataset)
+    _check_data(manifest, dataset, split)
     if train_voices not in TRAIN_VOICES:
         raise AhaError(f"--train-voices must be one of {', '.join(TRAIN_VOICES)}, got {train_voices!r}")
     if (manifest is not None or dataset is not None) and train_voices != "original":
         raise AhaError("--train-voices picks the voices of synthetic clips; it does not apply to your own clips")
-    _check_data(manifest, dataset, split)
+    _precheck(spec, manifest, dataset, split, audio_column, target_column)
     if out.suffix != ".safetensors":
         raise AhaError(f"--out must end in .safetensors, got {out.name}")
     count("--steps", steps)
@@ -199,7 +200,9 @@ def train(
         device = f"cuda:{local_rank}"
     try:
         lalm = load_model(model, kind=kind, dtype=dtype, device=device, attn_implementation=attn)
-        examples = _user_examples(lalm, spec, manifest, dataset, split, audio_column, target_column)
+        examples = _user_examples(lalm, spec, manifest, dataset, split, audio_column, target_column, not quiet)
+        if examples is None and not quiet and rank == 0:
+            log(f"synthesising {n_train} training clips of {task} …")
         if grad_ckpt:
             enable_checkpointing(lalm.model)
         mask = train_mask(lalm, cfg, run_dir, examples=examples, progress=not quiet)
@@ -239,6 +242,9 @@ def eval_(
     predictions: Annotated[Optional[Path], typer.Option(help="Write one row per clip and condition (id, path, "
                                                              "target, output, score, …) to this .jsonl, .csv or "
                                                              ".parquet file.")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Answer budget in tokens (default: the task's; for "
+                                                               "your own task, room for its longest answer).",
+                                                          show_default=False)] = None,
     device: Device = None,
     dtype: Dtype = None,
     attn: Attn = None,
@@ -262,6 +268,8 @@ def eval_(
     fmt = table_format(fmt, out)
     spec = resolve_task(task, metric, labels, instruction, normalize, pattern, manifest, dataset)
     _check_data(manifest, dataset, split)
+    if max_new_tokens is not None:
+        count("--max-new-tokens", max_new_tokens)
     conditions = list(dict.fromkeys(condition))
     for c in conditions:
         if c not in CONDITIONS:
@@ -284,11 +292,15 @@ def eval_(
         raise AhaError(f"--prompt-type applies to --condition instruction (condition {conditions[0]!r} has no "
                        "instruction); drop it")
     if "instruction" in conditions and not spec.builtin and not spec.instruction:
-        raise AhaError(f"condition 'instruction' needs your task's instruction: --instruction TEXT")
+        raise AhaError("condition 'instruction' needs your task's instruction: --instruction TEXT")
+    if prompt_type != "seen" and not spec.builtin:
+        raise AhaError(f"--prompt-type picks held-out wordings of the built-in tasks; {spec.name!r} is your own (its "
+                       "instruction is --instruction); drop --prompt-type")
     if predictions is not None:
         if predictions.suffix.lower() not in (".jsonl", ".csv", ".parquet"):
             raise AhaError(f"--predictions must end in .jsonl, .csv or .parquet, got {predictions.name}")
         out_file(predictions, "--predictions")
+    rows_seen = _precheck(spec, manifest, dataset, split, audio_column, target_column)
     on_interrupt("nothing was written; run the command again")
     from ..masks import load_mask
 
@@ -305,7 +317,12 @@ def eval_(
         hf_logging.disable_progress_bar()
     torch.set_num_threads(threads)
     lalm = load_model(model, kind=kind, dtype=dtype, device=device, attn_implementation=attn)
-    examples = _user_examples(lalm, spec, manifest, dataset, split, audio_column, target_column)
+    examples = _user_examples(lalm, spec, manifest, dataset, split, audio_column, target_column, not quiet)
+    if max_new_tokens is not None:
+        spec = dataclasses.replace(spec, max_new_tokens=max_new_tokens)
+    elif rows_seen and not spec.builtin:  # room for the longest answer in the data, with a margin
+        longest = max(len(lalm.tokenizer(e.target, add_special_tokens=False).input_ids) for e in rows_seen)
+        spec = dataclasses.replace(spec, max_new_tokens=max(spec.max_new_tokens, int(1.5 * longest) + 8))
     if examples is None:  # the built-in task's held-out clips, synthesised once for every condition
         from ..data.tasks import make_examples
 
@@ -334,7 +351,18 @@ def _check_data(manifest: Optional[Path], dataset: Optional[str], split: Optiona
         raise AhaError("--split picks a split of --dataset; give --dataset, or drop --split")
 
 
-def _user_examples(lalm, spec, manifest, dataset, split, audio_column, target_column):
+def _precheck(spec, manifest, dataset, split, audio_column, target_column):
+    """Rows, columns, answers against --labels and file presence, before any model is loaded (no audio decoded);
+    the rows, or None for the built-in synthetic clips."""
+    if manifest is None and dataset is None:
+        return None
+    from ..data.sources import load_examples
+
+    return load_examples(sampling_rate=16000, task=spec.name, manifest=manifest, dataset=dataset, split=split,
+                         audio_column=audio_column, target_column=target_column, labels=spec.labels, decode=False)
+
+
+def _user_examples(lalm, spec, manifest, dataset, split, audio_column, target_column, progress=True):
     """Your clips for ``spec`` at the model's rate (cut to its audio window, with a warning), or None."""
     if manifest is None and dataset is None:
         if audio_column or target_column:
@@ -348,7 +376,7 @@ def _user_examples(lalm, spec, manifest, dataset, split, audio_column, target_co
     window = getattr(lalm.adapter, "n_samples", None)
     return load_examples(sampling_rate=rate, task=spec.name, manifest=manifest, dataset=dataset, split=split,
                          audio_column=audio_column, target_column=target_column, labels=spec.labels,
-                         max_samples=window)
+                         max_samples=window, progress=progress)
 
 
 def _write_predictions(frame, path: Path) -> None:
@@ -438,6 +466,42 @@ def data(
 
     path = write_manifest(make_examples(task, n, seed=seed, split=split), out)
     log(f"wrote {n} clips and {path}")
+
+
+# ----------------------------------------------------------------------------- demo-data
+def demo_data(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the audiofolder (train/ and test/ splits).",
+                                      show_default=False)],
+    n_train: Annotated[int, typer.Option(help="Training clips.")] = 200,
+    n_test: Annotated[int, typer.Option(help="Test clips (held-out voices).")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed (same seed, same clips).")] = 0,
+) -> None:
+    """Write a small dataset of your own to try the data flags on: spoken words as an audiofolder of 44.1 kHz
+    stereo FLAC files, metadata.csv labelling each clip with the speaker's accent and sex (labels the built-in
+    tasks do not use), split into train/ and test/ (held-out voices).
+
+    \b
+    Examples:
+      aha-interp demo-data --out my_clips --n-train 40 --n-test 20
+      aha-interp train --task speaker_sex --metric accuracy --labels female,male --dataset my_clips --split train --target-column sex --out sex.safetensors
+    """
+    count("--n-train", n_train)
+    count("--n-test", n_test)
+    check_seed("--seed", seed)
+    out_dir(out)
+    for split in ("train", "test"):
+        if (out / split).exists() and any((out / split).iterdir()):
+            raise AhaError(f"--out {out}: {out / split} already holds files; choose a new folder")
+    on_interrupt(f"{out} may hold part of the clips; delete it and run the command again")
+    from ..data.demo import accent_examples, write_audiofolder
+
+    for split, n, s in (("train", n_train, seed), ("test", n_test, seed + 1)):
+        examples = accent_examples(n, seed=s, split=split)
+        for e in examples:
+            e.meta["sex"] = e.meta["gender"]
+        write_audiofolder(examples, out / split, label_column="accent", meta_columns=("sex",))
+    log(f"wrote {n_train} + {n_test} clips (44.1 kHz stereo FLAC) and their metadata.csv to {out}/train and "
+        f"{out}/test")
 
 
 # ----------------------------------------------------------------------------- build-model

@@ -33,14 +33,16 @@ def accent_examples(n: int, seed: int = 0, split: str = "train") -> list[Example
         words = " ".join(rng.choice(WORDS, size=rng.integers(1, 4)))
         utts.append(Utterance(words, voice, rate=int(rng.integers(150, 196))))
         labels.append(ACCENTS[base])
-    return [Example("accent", w, lab, {"words": u.text, "voice": u.voice.speaker_id})
+    return [Example("accent", w, lab, {"words": u.text, "gender": u.voice.gender, "voice": u.voice.speaker_id})
             for w, lab, u in zip(say_many(utts), labels, utts)]
 
 
 def write_audiofolder(examples: list[Example], folder: str | Path, *, label_column: str = "label",
-                      sampling_rate: int = 44100, channels: int = 2, fmt: str = "flac") -> Path:
+                      meta_columns: tuple[str, ...] = (), sampling_rate: int = 44100, channels: int = 2,
+                      fmt: str = "flac") -> Path:
     """Write clips as an audiofolder: ``clip_00000.flac`` … plus ``metadata.csv`` (``file_name``, the label
-    column). Audio is resampled to ``sampling_rate`` and copied to ``channels`` channels. Returns the folder."""
+    column, and ``meta_columns`` from each example's ``meta``). Audio is resampled to ``sampling_rate`` and
+    copied to ``channels`` channels. Returns the folder."""
     import soundfile as sf
     import soxr
 
@@ -56,10 +58,10 @@ def write_audiofolder(examples: list[Example], folder: str | Path, *, label_colu
         audio = soxr.resample(np.asarray(e.audio, np.float32), 16000, sampling_rate)
         with atomic_path(folder / name) as tmp:
             sf.write(tmp, np.repeat(audio[:, None], channels, axis=1), sampling_rate, format=fmt.upper())
-        rows.append({"file_name": name, label_column: e.target})
+        rows.append({"file_name": name, label_column: e.target, **{c: e.meta.get(c) for c in meta_columns}})
     with atomic_path(folder / "metadata.csv") as tmp:
         with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["file_name", label_column])
+            w = csv.DictWriter(f, fieldnames=["file_name", label_column, *meta_columns])
             w.writeheader()
             w.writerows(rows)
     return folder

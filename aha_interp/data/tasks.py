@@ -105,7 +105,8 @@ def user_task(name: str, metric: str, *, labels: Sequence[str] | None = None, in
               normalizer: str | None = None, pattern: str | None = None, max_new_tokens: int | None = None) -> Task:
     """A task of your own, checked: ``metric`` one of :data:`USER_METRICS` (``bleu`` is BLEU-4, ``ifr`` the share
     of answers that ``pattern`` matches whole), ``labels`` for ``accuracy``/``exact_match`` (every answer in the
-    data must be one), ``normalizer`` for WER/CER/accuracy (``whisper`` by default, ``basic``, ``none``).
+    data must be one), ``normalizer`` for WER/CER/accuracy (``whisper`` by default for WER, ``basic`` for the
+    others, or ``none``).
 
     >>> user_task("accent", "accuracy", labels=["british", "american"], instruction="Which accent is this?")
     ... # doctest: +ELLIPSIS
@@ -117,6 +118,8 @@ def user_task(name: str, metric: str, *, labels: Sequence[str] | None = None, in
         raise AhaError(f"task name {name!r} must be a plain name (letters, digits, _ and -)")
     if name in TASKS:
         raise AhaError(f"{name!r} is a built-in task with its own metric; give your task another name")
+    metric = {"rouge-l": "rouge_l", "rougel": "rouge_l", "exact-match": "exact_match"}.get(str(metric).lower(),
+                                                                                          str(metric).lower())
     if metric not in USER_METRICS:
         raise AhaError(f"unknown metric {metric!r}; choose one of {', '.join(USER_METRICS)}")
     if labels is not None:
@@ -134,7 +137,10 @@ def user_task(name: str, metric: str, *, labels: Sequence[str] | None = None, in
             raise AhaError(f"--pattern {pattern!r} is not a regular expression ({e})") from None
     elif pattern:
         raise AhaError(f"--pattern is the format of --metric ifr, not of {metric}; drop it")
-    normalizer = normalizer or ("whisper" if metric in ("wer", "cer") else "basic")
+    if normalizer is not None and metric not in ("wer", "cer", "accuracy"):
+        raise AhaError(f"--normalize applies to wer, cer and accuracy, not {metric}; drop it")
+    # Whisper's is an English normaliser: the default for WER; CER (often non-English text) keeps basic
+    normalizer = normalizer or ("whisper" if metric == "wer" else "basic")
     if normalizer not in ("basic", "whisper", "none"):
         raise AhaError(f"unknown normalizer {normalizer!r}; choose basic, whisper or none")
     if instruction is not None and not instruction.strip():

@@ -104,9 +104,13 @@ def evaluate(lalm, task, condition: str, *, mask: HeadMask | None = None, prompt
     if return_outputs:
         per = example_scores(spec, refs, hyps)
         mask_id = gate.name if gate is not None else None
+        fixed = {"id", "path", "index", "target", "output", "score", "errors", "ref_len", "condition", "instruction",
+                 "mask", "task", "metric", "source_rate", "truncated"}
         res["predictions"] = [
             {"id": e.meta.get("id", str(i)), "path": e.meta.get("path"), "index": e.meta.get("index", i),
-             "target": r, "output": h, **p, "condition": condition, "instruction": instr, "mask": mask_id}
+             "target": r, "output": h, **p, "condition": condition, "instruction": instr, "mask": mask_id,
+             # the row's own columns (speaker, sex, …): error analysis without a join
+             **{k: v for k, v in e.meta.items() if k not in fixed and isinstance(v, (str, int, float, bool))}}
             for i, (e, r, h, p, instr) in enumerate(zip(examples, refs, hyps, per, instructions))]
     return res
 
@@ -171,7 +175,9 @@ def paired_test(a: dict, b: dict, *, n_boot: int = 10000, seed: int = 0) -> dict
         n_boot = min(n_boot, 1000)  # corpus BLEU per resample is slow
     else:
         stat = lambda idx: sa[idx].mean(-1) - sb[idx].mean(-1)  # noqa: E731
-    diffs = np.asarray(stat(rng.integers(0, n, (n_boot, n))), float)
+    chunk = max(1, 2_000_000 // max(n, 1))  # resample in chunks: n_boot x n indices at once can be gigabytes
+    diffs = np.concatenate([np.asarray(stat(rng.integers(0, n, (min(chunk, n_boot - i), n))), float)
+                            for i in range(0, n_boot, chunk)])
     p = min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean()))
     row.update(ci_low=float(np.percentile(diffs, 2.5)), ci_high=float(np.percentile(diffs, 97.5)), p_value=float(p),
                test="paired bootstrap")

@@ -149,6 +149,14 @@ class ProcessorAdapter:
     #: mask padding (a clip padded to a longer neighbour's length would encode differently than alone), so that a
     #: row computes the same alone or in any batch. None: the processor pads as it likes (its encoder masks it).
     audio_window: float | None = None
+    #: the most Whisper windows the family's processor keeps (None: it takes clips of any length); with it,
+    #: ``n_samples`` is the longest clip the model hears, and longer clips are cut with a warning when read
+    max_windows: int | None = None
+
+    @property
+    def n_samples(self) -> int | None:
+        n = getattr(self.feature_extractor, "n_samples", None)
+        return int(self.max_windows * n) if self.max_windows and n else None
 
     def __init__(self, processor, config=None):
         self.processor = processor
@@ -214,6 +222,10 @@ class AudioFlamingo3Adapter(ProcessorAdapter):
 
     kind = "audio-flamingo-3"
 
+    @property
+    def n_samples(self) -> int:  # the processor keeps max_audio_len seconds (600 for the released model)
+        return int(getattr(self.processor, "max_audio_len", 600) * self.sampling_rate)
+
 
 class Qwen25OmniAdapter(ProcessorAdapter):
     """Qwen2.5-Omni Thinker: ChatML with ``<|audio_bos|><|AUDIO|><|audio_eos|>``; multimodal RoPE, so positions come
@@ -221,12 +233,14 @@ class Qwen25OmniAdapter(ProcessorAdapter):
 
     kind = "qwen2.5-omni"
     positions = False
+    max_windows = 1  # its processor pads every clip to one window and cuts longer ones
 
 
 class Qwen3OmniMoeAdapter(Qwen25OmniAdapter):
     """Qwen3-Omni-MoE Thinker: ChatML with ``<|audio_start|><|audio_pad|><|audio_end|>``; M-RoPE as Qwen2.5-Omni."""
 
     kind = "qwen3-omni-moe"
+    max_windows = None  # its processor pads to the longest clip: no cap
 
 
 class VoxtralAdapter(ProcessorAdapter):
