@@ -201,8 +201,6 @@ def train(
     try:
         lalm = load_model(model, kind=kind, dtype=dtype, device=device, attn_implementation=attn)
         examples = _user_examples(lalm, spec, manifest, dataset, split, audio_column, target_column, not quiet)
-        if examples is None and not quiet and rank == 0:
-            log(f"synthesising {n_train} training clips of {task} …")
         if grad_ckpt:
             enable_checkpointing(lalm.model)
         mask = train_mask(lalm, cfg, run_dir, examples=examples, progress=not quiet)
@@ -326,7 +324,7 @@ def eval_(
     if examples is None:  # the built-in task's held-out clips, synthesised once for every condition
         from ..data.tasks import make_examples
 
-        examples = make_examples(spec.name, n, seed=seed, split="test")
+        examples = make_examples(spec.name, n, seed=seed, split="test", progress=not quiet)
     results = [evaluate(lalm, spec, c, mask=m, prompt_type=prompt_type, n=n, seed=seed, num_beams=beams,
                         batch_size=batch_size, progress=not quiet, examples=examples, return_outputs=True)
                for c in conditions]
@@ -464,7 +462,7 @@ def data(
                  "run the command again")
     from ..data.tasks import make_examples, write_manifest
 
-    path = write_manifest(make_examples(task, n, seed=seed, split=split), out)
+    path = write_manifest(make_examples(task, n, seed=seed, split=split, progress=True), out)
     log(f"wrote {n} clips and {path}")
 
 

@@ -225,16 +225,26 @@ def _scene(events: list[str], rng) -> np.ndarray:
 
 
 def make_examples(task: str, n: int, seed: int = 0, split: str = "train", noise: float = 0.003,
-                  extra_voices: bool = False) -> list[Example]:
+                  extra_voices: bool = False, progress: bool = False) -> list[Example]:
     """``n`` examples of ``task``, a pure function of the arguments. ``split="test"`` uses the held-out voices;
     ``extra_voices`` trains on all 444 speakers (espeak-ng's other gendered variants too, see :func:`voices`)
-    instead of the ten original variants' 120."""
+    instead of the ten original variants' 120. ``progress``: a bar over the synthesis."""
     check_task(task)
     rng = np.random.default_rng([seed, ALL_TASKS.index(task), 0 if split == "train" else 1])
     pool = voices(split, extra=extra_voices)
     plans = [_plan(task, rng, pool) for _ in range(n)]  # every plan is drawn before any clip is assembled
     flat = [u for plan in plans for u in plan.utterances]
-    waves = iter(say_many(flat)) if flat else iter(())
+    if progress and flat:  # each utterance is synthesised on its own: chunks give the same samples
+        from tqdm.auto import tqdm
+
+        done = []
+        with tqdm(total=len(flat), desc=f"synthesising {task}", unit="utt", leave=False) as bar:
+            for i in range(0, len(flat), 64):
+                done += say_many(flat[i:i + 64])
+                bar.update(len(flat[i:i + 64]))
+        waves = iter(done)
+    else:
+        waves = iter(say_many(flat)) if flat else iter(())
     return [_assemble(task, plan, [next(waves) for _ in plan.utterances], rng, noise) for plan in plans]
 
 

@@ -404,7 +404,7 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *,
             raise AhaError(f"task {cfg.task!r} is your own: give its training clips (examples=, --manifest or "
                            "--dataset)")
         examples = make_examples(cfg.task, cfg.n_train, seed=cfg.seed, split="train",
-                                 extra_voices=cfg.train_voices == "all")
+                                 extra_voices=cfg.train_voices == "all", progress=progress and rank == 0)
     if not examples:
         raise AhaError("no training examples")
     key = cfg.key(lalm.model_id, data_digest(examples))
