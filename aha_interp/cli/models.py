@@ -137,6 +137,9 @@ def train(
     instruction: Instruction = None,
     normalize: Normalize = None,
     pattern: Pattern = None,
+    distill_from: Annotated[Optional[str], typer.Option("--distill-from", help="Masks without labels: train on "
+                                                        "the model's own greedy answers to this instruction "
+                                                        "(no label is read).", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda (under torchrun: each process its LOCAL_RANK GPU).")]
     = None,
     dtype: Dtype = None,
@@ -155,15 +158,24 @@ def train(
       aha-interp train --task gr --out gr.safetensors --steps 200
       aha-interp train --task asr --train-voices all --lam 0.01 --seed 1 --out asr-s1.safetensors
       aha-interp train --task accent --metric accuracy --labels us,uk --dataset data/accents --out accent.safetensors
+      aha-interp train --task gr --distill-from "What is the gender of the speaker?" --out gr-distilled.safetensors
       torchrun --nproc-per-node 2 -m aha_interp.cli train --task gr --device cuda --out gr.safetensors
     """
+    if distill_from is not None:
+        if not distill_from.strip():
+            raise AhaError("--distill-from is empty; give the instruction the teacher answers")
+        if target_column is not None or labels is not None:
+            raise AhaError("--distill-from reads no labels: drop --target-column/--labels (the teacher's answers are "
+                           "the targets)")
+        if metric is None and task not in TASK_LIST.split(", "):
+            metric = "exact_match"  # only evaluation uses a metric; distillation needs the name alone
     spec = resolve_task(task, metric, labels, instruction, normalize, pattern, manifest, dataset)
     _check_data(manifest, dataset, split)
     if train_voices not in TRAIN_VOICES:
         raise AhaError(f"--train-voices must be one of {', '.join(TRAIN_VOICES)}, got {train_voices!r}")
     if (manifest is not None or dataset is not None) and train_voices != "original":
         raise AhaError("--train-voices picks the voices of synthetic clips; it does not apply to your own clips")
-    _precheck(spec, manifest, dataset, split, audio_column, target_column)
+    _precheck(spec, manifest, dataset, split, audio_column, target_column, need_target=distill_from is None)
     if out.suffix != ".safetensors":
         raise AhaError(f"--out must end in .safetensors, got {out.name}")
     count("--steps", steps)
@@ -200,10 +212,22 @@ def train(
         device = f"cuda:{local_rank}"
     try:
         lalm = load_model(model, kind=kind, dtype=dtype, device=device, attn_implementation=attn)
-        examples = _user_examples(lalm, spec, manifest, dataset, split, audio_column, target_column, not quiet)
+        examples = _user_examples(lalm, spec, manifest, dataset, split, audio_column, target_column, not quiet,
+                                  need_target=distill_from is None)
+        meta = None
+        if distill_from is not None:
+            from ..data.tasks import make_examples
+            from ..training.distill import distil_examples
+
+            if examples is None:  # the task's synthetic clips: their audio only, their answers are never read
+                examples = make_examples(task, n_train, seed=seed, split="train",
+                                         extra_voices=train_voices == "all", progress=not quiet and rank == 0)
+            examples = distil_examples(lalm, examples, distill_from, task=task, max_new_tokens=spec.max_new_tokens,
+                                       cache_dir=run_dir or Path("runs"), progress=not quiet and rank == 0)
+            meta = {"distilled_from": distill_from}
         if grad_ckpt:
             enable_checkpointing(lalm.model)
-        mask = train_mask(lalm, cfg, run_dir, examples=examples, progress=not quiet)
+        mask = train_mask(lalm, cfg, run_dir, examples=examples, progress=not quiet, meta=meta)
         if rank == 0:
             mask.save(out)
             log(f"wrote {out}: {mask}")
@@ -349,7 +373,7 @@ def _check_data(manifest: Optional[Path], dataset: Optional[str], split: Optiona
         raise AhaError("--split picks a split of --dataset; give --dataset, or drop --split")
 
 
-def _precheck(spec, manifest, dataset, split, audio_column, target_column):
+def _precheck(spec, manifest, dataset, split, audio_column, target_column, need_target=True):
     """Rows, columns, answers against --labels and file presence, before any model is loaded (no audio decoded);
     the rows, or None for the built-in synthetic clips."""
     if manifest is None and dataset is None:
@@ -357,10 +381,12 @@ def _precheck(spec, manifest, dataset, split, audio_column, target_column):
     from ..data.sources import load_examples
 
     return load_examples(sampling_rate=16000, task=spec.name, manifest=manifest, dataset=dataset, split=split,
-                         audio_column=audio_column, target_column=target_column, labels=spec.labels, decode=False)
+                         audio_column=audio_column, target_column=target_column, labels=spec.labels, decode=False,
+                         need_target=need_target)
 
 
-def _user_examples(lalm, spec, manifest, dataset, split, audio_column, target_column, progress=True):
+def _user_examples(lalm, spec, manifest, dataset, split, audio_column, target_column, progress=True,
+                   need_target=True):
     """Your clips for ``spec`` at the model's rate (cut to its audio window, with a warning), or None."""
     if manifest is None and dataset is None:
         if audio_column or target_column:
@@ -374,7 +400,7 @@ def _user_examples(lalm, spec, manifest, dataset, split, audio_column, target_co
     window = getattr(lalm.adapter, "n_samples", None)
     return load_examples(sampling_rate=rate, task=spec.name, manifest=manifest, dataset=dataset, split=split,
                          audio_column=audio_column, target_column=target_column, labels=spec.labels,
-                         max_samples=window, progress=progress)
+                         max_samples=window, progress=progress, need_target=need_target)
 
 
 def _write_predictions(frame, path: Path) -> None:

@@ -383,7 +383,7 @@ def data_digest(examples) -> str:
 
 # --------------------------------------------------------------------------------------------- the loop
 def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *, examples=None,
-               progress: bool = True, log=None) -> HeadMask:
+               progress: bool = True, log=None, meta: dict | None = None) -> HeadMask:
     """Train a mask for ``cfg.task`` on ``lalm`` (an :class:`~aha_interp.LALM`) in the run folder ``run_dir``
     (see :class:`RunFolder`; default ``runs/mask-<task>-s<seed>-<run key>``); a folder with a checkpoint of the
     same run resumes from it, and one of another run is refused.
@@ -432,7 +432,7 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *,
         extra={"noise": cfg.noise, "lr": cfg.lr, "batch_size": cfg.batch_size, "n_train": len(examples),
                "train_voices": cfg.train_voices, "init": [cfg.init_mean, cfg.init_std],
                "final_loss": final.get("loss"), "final_ce": final.get("ce"),
-               "train_seconds": round(time.time() - t0, 1), **lalm.mask_extra()},
+               "train_seconds": round(time.time() - t0, 1), **lalm.mask_extra(), **(meta or {})},
     )
     if run.lead:
         mask.save(run.path / "mask.safetensors")
