@@ -57,3 +57,32 @@ def test_distillation_refusals(tmp_path, capsys, monkeypatch):
     assert main([*base, "--distill-from", GR]) == 2
     assert "empty answers on 4 of 4 clips" in capsys.readouterr().err.strip().splitlines()[-1]
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_the_kl_term_is_zero_against_itself_and_changes_the_mask(tmp_path):
+    import torch
+
+    from aha_interp.models.lalm import load_model
+    from aha_interp.training.distill import teacher_top_k
+    from aha_interp.training.mask import _ce_and_kl
+
+    lalm = load_model("tiny")
+    ex = make_examples("gr", 3, seed=1)
+    audios, answers = [e.audio for e in ex], ["male", "female", "male"]
+    # the teacher is the student itself (no instruction, no mask), with its whole vocabulary: KL = 0
+    tops = teacher_top_k(lalm, audios, None, answers, k=10_000)
+    inputs = lalm.build_inputs(audios, None, answers)
+    with torch.no_grad():
+        ce, kl = _ce_and_kl(lalm, inputs, tops)
+        assert abs(float(kl)) < 1e-4 and float(ce) == pytest.approx(float(lalm.loss(inputs, reduction="sum")), rel=1e-5)
+        # the instructed teacher differs from the uninstructed student
+        _, kl_instr = _ce_and_kl(lalm, inputs, teacher_top_k(lalm, audios, GR, answers, k=10_000))
+        assert float(kl_instr) > 0.01
+    base = ["train", "--task", "gr", "--distill-from", GR, "--steps", "8", "--n-train", "8", "--batch-size", "4",
+            "--quiet"]
+    for w in ("0", "1.0"):
+        assert main([*base, "--distill-kl", w, "--out", str(tmp_path / f"kl{w}.safetensors"),
+                     "--run-dir", str(tmp_path / f"run{w}")]) == 0
+    a, b = load_mask(tmp_path / "kl0.safetensors"), load_mask(tmp_path / "kl1.0.safetensors")
+    assert b.meta.extra["kl"] == 1.0 and "kl" not in a.meta.extra
+    assert not np.array_equal(a.logits, b.logits)

@@ -140,6 +140,9 @@ def train(
     distill_from: Annotated[Optional[str], typer.Option("--distill-from", help="Masks without labels: train on "
                                                         "the model's own greedy answers to this instruction "
                                                         "(no label is read).", show_default=False)] = None,
+    distill_kl: Annotated[float, typer.Option("--distill-kl", help="With --distill-from: weight of a token-level KL "
+                                              "to the teacher's distribution (its top 32 tokens) along its "
+                                              "answer.")] = 0.0,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda (under torchrun: each process its LOCAL_RANK GPU).")]
     = None,
     dtype: Dtype = None,
@@ -169,6 +172,9 @@ def train(
                            "the targets)")
         if metric is None and task not in TASK_LIST.split(", "):
             metric = "exact_match"  # only evaluation uses a metric; distillation needs the name alone
+    if distill_kl and distill_from is None:
+        raise AhaError("--distill-kl weighs a KL to the teacher: give --distill-from INSTRUCTION too")
+    number("--distill-kl", distill_kl, high=MAX_LAM, low_open=False)
     spec = resolve_task(task, metric, labels, instruction, normalize, pattern, manifest, dataset)
     _check_data(manifest, dataset, split)
     if train_voices not in TRAIN_VOICES:
@@ -197,7 +203,7 @@ def train(
 
     # the config validates noise and ranges before any model is loaded
     cfg = MaskTrainConfig(task=task, steps=steps, batch_size=batch_size, lr=lr, lam=lam, noise=noise, tau_end=tau_end,
-                          n_train=n_train, seed=seed, threads=threads, train_voices=train_voices)
+                          n_train=n_train, seed=seed, threads=threads, train_voices=train_voices, kl=distill_kl)
 
     from ..models.lalm import load_model
     from ..training.distributed import enable_checkpointing, init_distributed
@@ -223,7 +229,8 @@ def train(
                 examples = make_examples(task, n_train, seed=seed, split="train",
                                          extra_voices=train_voices == "all", progress=not quiet and rank == 0)
             examples = distil_examples(lalm, examples, distill_from, task=task, max_new_tokens=spec.max_new_tokens,
-                                       cache_dir=run_dir or Path("runs"), progress=not quiet and rank == 0)
+                                       cache_dir=run_dir or Path("runs"), progress=not quiet and rank == 0,
+                                       top_k=32 if distill_kl else None)
             meta = {"distilled_from": distill_from}
         if grad_ckpt:
             enable_checkpointing(lalm.model)

@@ -12,6 +12,9 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from ..errors import AhaError
 
 #: stop when more than this share of the teacher's answers is empty (the instruction does not work)
@@ -60,14 +63,42 @@ def teacher_answers(lalm, audios, instruction: str, *, max_new_tokens: int = 48,
     return answers
 
 
+@torch.no_grad()
+def teacher_top_k(lalm, audios, instruction: str, answers: list[str], *, k: int = 32,
+                  batch_size: int = 16) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The teacher's distribution along its own answer, per clip: ``(token ids [T, k], log-probs [T, k])`` at each
+    answer token (end of turn included), the model forced on the answer with the instruction in the prompt."""
+    from ..models.adapters import IGNORE
+
+    out = []
+    for i in range(0, len(audios), batch_size):
+        inputs = lalm.build_inputs(list(audios[i:i + batch_size]), instruction, list(answers[i:i + batch_size]))
+        logits = lalm.forward(inputs).logits[:, :-1].float()
+        labels = inputs["labels"][:, 1:].to(logits.device)
+        logp = torch.log_softmax(logits, -1)
+        kk = min(k, logp.shape[-1])
+        for row in range(len(logits)):
+            pos = (labels[row] != IGNORE).nonzero().squeeze(-1)
+            top = logp[row, pos].topk(kk, -1)
+            out.append((top.indices.cpu().numpy().astype(np.int32), top.values.cpu().numpy().astype(np.float32)))
+    return out
+
+
 def distil_examples(lalm, examples, instruction: str, *, task: str, max_new_tokens: int = 48,
-                    batch_size: int = 32, cache_dir: str | Path | None = None, progress: bool = False):
+                    batch_size: int = 32, cache_dir: str | Path | None = None, progress: bool = False,
+                    top_k: int | None = None):
     """Training pairs (audio, teacher answer) for ``examples``' audio; their targets are never read. Clips whose
-    teacher answer is empty are dropped (a mask cannot learn "say nothing" from them)."""
+    teacher answer is empty are dropped (a mask cannot learn "say nothing" from them). ``top_k``: also the
+    teacher's top-k distribution per answer token (``meta["teacher_top"]``), for training with a KL term."""
     from ..data.tasks import Example
 
     answers = teacher_answers(lalm, [e.audio for e in examples], instruction, max_new_tokens=max_new_tokens,
                               batch_size=batch_size, cache_dir=cache_dir, progress=progress)
     keep = [(e, a) for e, a in zip(examples, answers) if a.strip()]
+    tops = [None] * len(keep)
+    if top_k:
+        tops = teacher_top_k(lalm, [e.audio for e, _ in keep], instruction, [a for _, a in keep], k=top_k)
     meta_out = lambda e: {k: v for k, v in e.meta.items() if k in ("id", "path", "index")}  # noqa: E731
-    return [Example(task, e.audio, a, {**meta_out(e), "teacher": instruction}) for e, a in keep]
+    return [Example(task, e.audio, a, {**meta_out(e), "teacher": instruction,
+                                       **({"teacher_top": t} if t is not None else {})})
+            for (e, a), t in zip(keep, tops)]

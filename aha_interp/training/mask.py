@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .._atomic import atomic_path, write_text_atomic
 from ..errors import AhaError
@@ -64,6 +65,7 @@ class MaskTrainConfig:
     init_std: float = 0.02
     n_train: int = 2000
     train_voices: str = "original"
+    kl: float = 0.0  # distillation: weight of the token-level KL to the teacher (examples carry its top-k)
     seed: int = 0
     threads: int = 1
     checkpoint_every: int = 100
@@ -85,6 +87,8 @@ class MaskTrainConfig:
             raise AhaError("steps, batch size, training clips and lr must be positive")
         if self.lam < 0 or self.tau_end <= 0 or self.tau_start <= 0:
             raise AhaError("λ must be ≥ 0 and τ must be positive")
+        if self.kl < 0:
+            raise AhaError("the KL weight must be ≥ 0")
 
     def tau(self, step: int) -> float:
         """τ at ``step``: linear from ``tau_start`` to ``tau_end`` over ``tau_decay_frac`` of the run."""
@@ -100,6 +104,8 @@ class MaskTrainConfig:
         d = asdict(self)
         d.pop("checkpoint_every")
         d.pop("threads")
+        if not d["kl"]:  # runs from before the KL option keep their folders
+            d.pop("kl")
         return hashlib.sha256(json.dumps([d, model_id, data], sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -133,13 +139,18 @@ class MaskGates(torch.nn.Module):
 
 
 # --------------------------------------------------------------------------------------------- one step
-def mask_step(lalm, gates_module, opt, inputs, noise: torch.Tensor, tau: float, lam: float):
+def mask_step(lalm, gates_module, opt, inputs, noise: torch.Tensor, tau: float, lam: float, *,
+              teacher: list | None = None, kl: float = 0.0):
     """One optimisation step of the mask, for one process or one of N data-parallel ones.
 
     ``noise`` ``[b, L, H]`` holds this process's examples (one sample each). The loss is the answer's summed
     cross-entropy over the *global* token count, plus λ · active heads per example; DDP averages gradients,
     hence the factor ``world`` (1 alone, where this is the plain token mean). Returns ``(loss, ce, sampled
     active)`` of the global batch.
+
+    Distillation: ``teacher`` holds, per row, the teacher's top-k ``(token ids [T, k], log-probs [T, k])`` along
+    its answer; ``kl`` > 0 adds ``kl`` · KL(teacher ‖ student) per answer token (the teacher renormalised on its
+    top k), over the same token count as the cross-entropy.
     """
     from ..models.adapters import IGNORE
 
@@ -152,9 +163,15 @@ def mask_step(lalm, gates_module, opt, inputs, noise: torch.Tensor, tau: float, 
     # backward inside the block: with gradient checkpointing the backward pass re-runs the forward, which
     # must see the same gates
     with lalm.masked(gates):
-        ce = lalm.loss(inputs, reduction="sum") / count.clamp(min=1).float()
+        if kl and teacher is not None:
+            ce_sum, kl_sum = _ce_and_kl(lalm, inputs, teacher)
+            ce = ce_sum / count.clamp(min=1).float()
+            kl_term = kl * kl_sum / count.clamp(min=1).float()
+        else:
+            ce = lalm.loss(inputs, reduction="sum") / count.clamp(min=1).float()
+            kl_term = 0.0
         active = gates.sum() / (noise.shape[0] * world)
-        ((ce + lam * active) * world).backward()
+        ((ce + kl_term + lam * active) * world).backward()
     grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
     if not all(torch.isfinite(g).all() for g in grads):  # one NaN step would turn every logit NaN
         attn = getattr(getattr(lalm.model, "config", None), "_attn_implementation", None)
@@ -166,6 +183,28 @@ def mask_step(lalm, gates_module, opt, inputs, noise: torch.Tensor, tau: float, 
     if dist is not None:
         dist.all_reduce(parts)
     return parts[0] + lam * parts[1], parts[0], parts[1]
+
+
+def _ce_and_kl(lalm, inputs, teacher) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed answer cross-entropy and summed KL(teacher top-k ‖ student) from one forward pass."""
+    from ..models.adapters import IGNORE
+
+    logits = lalm.forward(inputs).logits[:, :-1].float()
+    labels = inputs["labels"][:, 1:].to(logits.device)
+    ce = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
+    ce_sum = (ce * (labels != IGNORE)).sum()
+    logq = F.log_softmax(logits, -1)
+    kl_sum = logits.new_zeros(())
+    for row, (idx, logp) in enumerate(teacher):
+        pos = (labels[row] != IGNORE).nonzero().squeeze(-1)
+        idx = torch.as_tensor(idx, device=logits.device, dtype=torch.long)
+        logp = torch.as_tensor(logp, device=logits.device, dtype=torch.float32)
+        if len(pos) != len(idx):
+            raise AhaError(f"the teacher's answer has {len(idx)} tokens, the training row {len(pos)}; the teacher "
+                           "cache does not belong to these clips: delete the run folder's teacher files")
+        logp = logp - torch.logsumexp(logp, -1, keepdim=True)  # the teacher on its top k, renormalised
+        kl_sum = kl_sum + (logp.exp() * (logp - logq[row, pos].gather(-1, idx))).sum()
+    return ce_sum, kl_sum
 
 
 # --------------------------------------------------------------------------------------------- run folder
@@ -407,6 +446,9 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *,
                                  extra_voices=cfg.train_voices == "all", progress=progress and rank == 0)
     if not examples:
         raise AhaError("no training examples")
+    if cfg.kl and any("teacher_top" not in e.meta for e in examples):
+        raise AhaError("kl > 0 needs the teacher's distributions on every example: distil_examples(..., top_k=…) "
+                       "(--distill-from with --distill-kl)")
     key = cfg.key(lalm.model_id, data_digest(examples))
     run = RunFolder(run_dir or Path("runs") / f"mask-{cfg.task}-s{cfg.seed}-{key[:8]}", key, lead=rank == 0)
     run.open({**asdict(cfg), "model": lalm.model_id, "n_examples": len(examples), "world_size": world})
@@ -429,7 +471,7 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *,
         gates.logits.detach().cpu(), model=lalm.model_id, task=cfg.task, lam=cfg.lam,
         tau={"start": cfg.tau_start, "end": cfg.tau_end, "decay_frac": cfg.tau_decay_frac},
         seed=cfg.seed, steps=cfg.steps, threshold=0.0, source=str(run.path),
-        extra={"noise": cfg.noise, "lr": cfg.lr, "batch_size": cfg.batch_size, "n_train": len(examples),
+        extra={**({"kl": cfg.kl} if cfg.kl else {}), "noise": cfg.noise, "lr": cfg.lr, "batch_size": cfg.batch_size, "n_train": len(examples),
                "train_voices": cfg.train_voices, "init": [cfg.init_mean, cfg.init_std],
                "final_loss": final.get("loss"), "final_ce": final.get("ce"),
                "train_seconds": round(time.time() - t0, 1), **lalm.mask_extra(), **(meta or {})},
@@ -467,7 +509,9 @@ def _loop(lalm, cfg: MaskTrainConfig, examples, gates: MaskGates, opt, gen, data
         tau, lr = cfg.tau(step), cfg.learning_rate(step)
         for g in opt.param_groups:
             g["lr"] = lr
-        loss, ce, active = mask_step(lalm, gate_fn, opt, inputs, noise[mine].to(lalm.device), tau, cfg.lam)
+        teacher = [e.meta["teacher_top"] for e in batch] if cfg.kl else None
+        loss, ce, active = mask_step(lalm, gate_fn, opt, inputs, noise[mine].to(lalm.device), tau, cfg.lam,
+                                     teacher=teacher, kl=cfg.kl)
         n_on = int((gates.logits.detach() >= 0).sum())
         rec = {"step": step + 1, "loss": round(loss.item(), 5), "ce": round(ce.item(), 5), "tau": round(tau, 4),
                "lr": round(lr, 6), "active": n_on, "sampled_active": round(active.item(), 2)}
