@@ -66,7 +66,7 @@ Labels = Annotated[Optional[str], typer.Option(help="Classification labels, comm
 Instruction = Annotated[Optional[str], typer.Option(help="Your task's instruction (the instructed condition).",
                                                     show_default=False)]
 Normalize = Annotated[Optional[str], typer.Option("--normalize", help="Text normalisation of WER/CER/accuracy for "
-                                                  "your task: whisper (default for WER/CER), basic or none.",
+                                                  "your task: whisper (default for WER), basic (default otherwise) or none.",
                                                   show_default=False)]
 Pattern = Annotated[Optional[str], typer.Option(help="--metric ifr: the regular expression a compliant answer "
                                                      "matches whole.", show_default=False)]

@@ -48,12 +48,9 @@ Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
 
 def _check_kind(kind: Optional[str]) -> None:
     if kind is not None:
-        from ..models.families import BY_KIND, UNSUPPORTED, kinds
+        from ..models.families import check_kind
 
-        if kind in UNSUPPORTED:
-            raise AhaError(f"--kind {kind}: not supported here: {UNSUPPORTED[kind]}")
-        if kind not in BY_KIND:
-            raise AhaError(f"unknown --kind {kind!r}; choose one of {kinds()}")
+        check_kind(kind, "--kind")
 
 
 def _check_device_dtype(device: Optional[str], dtype: Optional[str]) -> None:
@@ -62,24 +59,11 @@ def _check_device_dtype(device: Optional[str], dtype: Optional[str]) -> None:
         return
     import torch
 
-    if dtype is not None:
-        dt = getattr(torch, dtype, None)
-        if not (isinstance(dt, torch.dtype) and dt.is_floating_point):
-            raise AhaError(f"--dtype {dtype!r} is not a torch floating dtype; use float32, bfloat16 or float16")
-    if device is not None:
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, ValueError):
-            raise AhaError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
-        if dev.type == "cuda":
-            if not torch.cuda.is_available():
-                raise AhaError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-            if dev.index is not None and dev.index >= torch.cuda.device_count():
-                raise AhaError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-        elif dev.type == "mps" and not torch.backends.mps.is_available():
-            raise AhaError(f"--device {device}: MPS is not available on this machine; use --device cpu")
-    if dtype is not None:  # a dtype the device cannot compute in: one line now, not a kernel error mid-run
-        dev = torch.device(device or "cpu")
+    from ..models.devices import as_dtype, check_device
+
+    dev = check_device(device, "--device") if device is not None else torch.device("cpu")
+    dt = as_dtype(dtype, "--dtype") if dtype is not None else None
+    if isinstance(dt, torch.dtype):  # a dtype the device cannot compute in: one line now, not a kernel error later
         if dev.type == "cuda" and dt == torch.bfloat16 and not torch.cuda.is_bf16_supported():
             raise AhaError(f"--dtype bfloat16: {torch.cuda.get_device_name(dev)} cannot compute in it; use float16")
         if dev.type != "cuda":  # no probe on a GPU: under torchrun it would open a context on GPU 0 in every rank
@@ -170,7 +154,9 @@ def train(
         if target_column is not None or labels is not None:
             raise AhaError("--distill-from reads no labels: drop --target-column/--labels (the teacher's answers are "
                            "the targets)")
-        if metric is None and task not in TASK_LIST.split(", "):
+        from ..data.tasks import TASKS
+
+        if metric is None and task not in TASKS:
             metric = "exact_match"  # only evaluation uses a metric; distillation needs the name alone
     if distill_kl and distill_from is None:
         raise AhaError("--distill-kl weighs a KL to the teacher: give --distill-from INSTRUCTION too")
@@ -181,7 +167,6 @@ def train(
         raise AhaError(f"--train-voices must be one of {', '.join(TRAIN_VOICES)}, got {train_voices!r}")
     if (manifest is not None or dataset is not None) and train_voices != "original":
         raise AhaError("--train-voices picks the voices of synthetic clips; it does not apply to your own clips")
-    _precheck(spec, manifest, dataset, split, audio_column, target_column, need_target=distill_from is None)
     if out.suffix != ".safetensors":
         raise AhaError(f"--out must end in .safetensors, got {out.name}")
     count("--steps", steps)
@@ -196,6 +181,7 @@ def train(
     out_dir(run_dir if run_dir is not None else Path("runs"), "--run-dir")
     _check_device_dtype(device, dtype)
     _check_kind(kind)
+    _precheck(spec, manifest, dataset, split, audio_column, target_column, need_target=distill_from is None)
     started = time.time()
     on_interrupt(lambda: _train_interrupt_note(run_dir, started))
 

@@ -20,6 +20,22 @@ class AudioProblem(Exception):
     """What is wrong with one clip (the caller adds which row it is)."""
 
 
+def check_file(path: Path) -> Path:
+    """``path``, if it is a non-empty file (what can be checked without decoding it)."""
+    if path.is_dir():
+        raise AudioProblem("is a folder, not an audio file; fix the path")
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise AudioProblem("does not exist; fix the path (relative paths start at the manifest's folder) or "
+                           "drop the row") from None
+    except OSError as e:
+        raise AudioProblem(f"cannot be read ({e.strerror or e}); check its permissions") from None
+    if size == 0:
+        raise AudioProblem("is empty (0 bytes); re-export the clip or drop the row")
+    return path
+
+
 def load_audio(src: str | Path | bytes, sampling_rate: int) -> tuple[np.ndarray, int]:
     """``(mono float32 samples at sampling_rate, the file's own rate)`` of a file path or the bytes of a file.
 
@@ -33,19 +49,7 @@ def load_audio(src: str | Path | bytes, sampling_rate: int) -> tuple[np.ndarray,
             raise AudioProblem("is empty (0 bytes); re-export the clip or drop the row")
         handle = io.BytesIO(src)
     else:
-        path = Path(src)
-        if path.is_dir():
-            raise AudioProblem("is a folder, not an audio file; fix the path")
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise AudioProblem("does not exist; fix the path (relative paths start at the manifest's folder) or "
-                               "drop the row") from None
-        except OSError as e:
-            raise AudioProblem(f"cannot be read ({e.strerror or e}); check its permissions") from None
-        if size == 0:
-            raise AudioProblem("is empty (0 bytes); re-export the clip or drop the row")
-        handle = path
+        handle = check_file(Path(src))
     try:
         data, rate = sf.read(handle, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:

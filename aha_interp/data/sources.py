@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import AhaError
-from .audio import AUDIO_SUFFIXES, AudioProblem, load_audio
+from .audio import AUDIO_SUFFIXES, AudioProblem, check_file, load_audio
 from .tasks import Example
 
 AUDIO_COLUMNS = ("path", "audio", "file_name", "file", "audio_path", "audio_filepath", "wav")
@@ -40,11 +40,7 @@ def _decode(src, sampling_rate: int, decode: bool):
     if decode:
         return load_audio(src, sampling_rate)
     if isinstance(src, Path):
-        if src.is_dir():
-            raise AudioProblem("is a folder, not an audio file; fix the path")
-        if not src.exists():
-            raise AudioProblem("does not exist; fix the path (relative paths start at the manifest's folder) or "
-                               "drop the row")
+        check_file(src)
     return np.zeros(0, np.float32), 0
 
 

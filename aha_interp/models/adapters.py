@@ -135,13 +135,12 @@ class ProcessorAdapter:
     one ``processor(text=…, audio=…)`` call, the answer appended after each row's prompt.
 
     Subclasses set ``kind``, ``eos_token`` (the end of an answer turn) and, where the family differs,
-    ``audio_kwarg`` / ``positions`` (False for multimodal RoPE: the model derives positions from the
-    attention mask, and explicit 1-D ``position_ids`` would be wrong).
+    ``positions`` (False for multimodal RoPE: the model derives positions from the attention mask, and explicit
+    1-D ``position_ids`` would be wrong).
     """
 
     kind = "processor"
     eos_token = "<|im_end|>"
-    audio_kwarg = "audio"
     positions = True
     #: keys of the processor's output that are per token (``[B, T]``) and must follow the appended answer
     token_keys: tuple[str, ...] = ()
@@ -161,7 +160,6 @@ class ProcessorAdapter:
     def __init__(self, processor, config=None):
         self.processor = processor
         self.tokenizer = processor.tokenizer
-        self.config = config
         if not getattr(processor, "chat_template", None) and getattr(self.tokenizer, "chat_template", None):
             processor.chat_template = self.tokenizer.chat_template  # some processors load theirs onto the tokenizer
         fe = self.feature_extractor
@@ -192,7 +190,7 @@ class ProcessorAdapter:
     def encode(self, prompts: list[str], audios: Sequence[np.ndarray]) -> dict:
         # padding for the text only: a bare padding= reaches the feature extractor too, and encoders that take
         # whole windows (Audio Flamingo 3) then get clips padded to the longest instead
-        enc = self.processor(text=prompts, **{self.audio_kwarg: list(audios)}, sampling_rate=self.sampling_rate,
+        enc = self.processor(text=prompts, audio=list(audios), sampling_rate=self.sampling_rate,
                              return_tensors="pt", text_kwargs={"padding": True, "padding_side": "left"})
         return dict(enc)
 
@@ -213,12 +211,12 @@ class ProcessorAdapter:
 
     def target_ids(self, target: str) -> list[int]:
         """The answer's tokens, closed by the end of the turn."""
-        return self.tokenizer(target + self.eos_token, add_special_tokens=False).input_ids
+        return answer_ids(self.tokenizer, [target], self.eos_token)[0]
 
 
 class AudioFlamingo3Adapter(ProcessorAdapter):
     """Audio Flamingo 3 (``AudioFlamingo3ForConditionalGeneration``): Qwen2.5 ChatML, one ``<sound>`` before the
-    text; 30 s Whisper windows (a longer clip is split into windows by the processor, up to 20)."""
+    text; 30 s Whisper windows (a longer clip is split into windows by the processor, up to its max_audio_len)."""
 
     kind = "audio-flamingo-3"
 

@@ -52,17 +52,25 @@ FAMILIES: tuple[Family, ...] = (
 )
 BY_KIND = {f.kind: f for f in FAMILIES}
 
-#: kinds with an adapter but no transformers checkpoint to load: kind -> how to use them
-PYTHON_ONLY: dict[str, str] = {
+#: kinds that ``load_model`` / ``--kind`` refuse: kind -> why, and what to do instead (an adapter with no
+#: transformers checkpoint to load)
+UNSUPPORTED: dict[str, str] = {
     "salmonn": "a SALMONN-style model has no transformers checkpoint format; build it (the official code, or "
                "aha_interp.models.salmonn.SalmonnStyle) and drive it in Python: LALM(model, processor, 'salmonn')",
 }
-#: kinds that ``load_model`` / ``--kind`` refuse: kind -> why, and what to do instead
-UNSUPPORTED: dict[str, str] = {**PYTHON_ONLY}
 
 
 def kinds() -> str:
     return ", ".join(BY_KIND)
+
+
+def check_kind(kind: str, flag: str = "kind") -> Family:
+    """The family called ``kind``, or one line: a kind with no checkpoint to load, or an unknown one."""
+    if kind in UNSUPPORTED:
+        raise AhaError(f"{flag} {kind!r} is not supported: {UNSUPPORTED[kind]}")
+    if kind not in BY_KIND:
+        raise AhaError(f"unknown {flag} {kind!r}; choose one of {kinds()}")
+    return BY_KIND[kind]
 
 
 def family_for(cfg, kind: str | None = None) -> Family:
@@ -77,11 +85,7 @@ def family_for(cfg, kind: str | None = None) -> Family:
             raise AhaError(f"{arch} is not a model family aha-interp drives (supported: {kinds()}); a decoder of "
                            "another class can still be masked in Python: aha_interp.wrap(model)")
         return detected
-    if kind in UNSUPPORTED:
-        raise AhaError(f"kind {kind!r} is not supported: {UNSUPPORTED[kind]}")
-    if kind not in BY_KIND:
-        raise AhaError(f"unknown kind {kind!r}; choose one of {kinds()}")
-    fam = BY_KIND[kind]
+    fam = check_kind(kind)
     same = detected is not None and (detected.model_class == fam.model_class)
     if not same:
         what = detected.kind if detected is not None else f"model_type {getattr(cfg, 'model_type', None)!r}"
@@ -115,14 +119,10 @@ def _is_causal_lm_config(cfg) -> bool:
 def load_processor(fam: Family, src: str, where: str, hub_kw: dict):
     """The family's processor (or tokenizer) from the same place as the model; a missing one is one line."""
     import transformers
-
-    from .hub import load_error
-
     from transformers.utils import is_torchvision_available
 
-    from .hub import first_line
+    from .hub import first_line, load_error
 
-    loader = getattr(transformers, fam.processor)
     try:
         if fam.audio_only is not None and not is_torchvision_available():
             # the omni processors' video half needs torchvision; audio and text need none of it
@@ -132,7 +132,7 @@ def load_processor(fam: Family, src: str, where: str, hub_kw: dict):
                           "(audio and text are unchanged)", stacklevel=3)
             proc = audio_only(fam.audio_only[0], src, hub_kw, fam.audio_only[1])
         else:
-            proc = loader.from_pretrained(src, **hub_kw)
+            proc = getattr(transformers, fam.processor).from_pretrained(src, **hub_kw)
     except ImportError as e:  # a backend the family's processor needs (torchaudio for Granite Speech, …)
         raise AhaError(f"{fam.title}'s processor needs a package that is not installed ({first_line(e)}); "
                        "install it (pip install …) and run again") from None

@@ -23,6 +23,13 @@ from .adapters import ADAPTERS, IGNORE
 from .wrap import MaskedModel
 
 
+def answer_ce(logits: torch.Tensor, labels: torch.Tensor):
+    """Next-token cross-entropy ``[B, T-1]`` (0 off the answer), the shifted float logits and labels."""
+    logits = logits[:, :-1].float()
+    labels = labels[:, 1:].to(logits.device)
+    return F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none"), logits, labels
+
+
 def _as_list(x: Any, n: int, what: str) -> list:
     if isinstance(x, (list, tuple)):
         if len(x) != n:
@@ -107,9 +114,7 @@ class LALM(MaskedModel):
         (``none``)."""
         if "labels" not in inputs:
             raise AhaError("loss() needs inputs built with a target: build_inputs(..., target=...)")
-        logits = self.forward(inputs, mask).logits[:, :-1].float()
-        labels = inputs["labels"][:, 1:].to(logits.device)
-        ce = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
+        ce, _, labels = answer_ce(self.forward(inputs, mask).logits, inputs["labels"])
         valid = (labels != IGNORE).float()
         if reduction == "mean":
             return (ce * valid).sum() / valid.sum().clamp(min=1)
@@ -152,27 +157,6 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     return locate(key, EMBEDDED_MODELS)[1] if key in EMBEDDED_MODELS else key
 
 
-def _dtype(dtype):
-    """A torch dtype, or ``"auto"`` (transformers': the checkpoint's own), from a dtype or its name."""
-    if isinstance(dtype, torch.dtype) or dtype == "auto":
-        return dtype
-    dt = getattr(torch, str(dtype), None)
-    if not (isinstance(dt, torch.dtype) and dt.is_floating_point):
-        raise AhaError(f"dtype {dtype!r} is not a torch floating dtype; use float32, bfloat16, float16 or 'auto'")
-    return dt
-
-
-def _check_device(device) -> None:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise AhaError(f"device {device!r} is not a device; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AhaError(f"device {device}: CUDA is not available on this machine; use cpu")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise AhaError(f"device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-
-
 def load_model(name_or_path: str | os.PathLike, *, kind: str | None = None, dtype: torch.dtype | str | None = None,
                device: str | torch.device | None = None, attn_implementation: str | None = None,
                **from_pretrained_kwargs: Any) -> LALM:
@@ -188,6 +172,7 @@ def load_model(name_or_path: str | os.PathLike, *, kind: str | None = None, dtyp
     """
     from ..pruning.pruned import apply_layout, pruning_record
     from .families import BY_KIND, family_for, load_processor
+    from .devices import as_dtype, check_device
     from .hub import HUB_KWARGS, first_line, identity, load_error, locate
 
     where, src, name = locate(str(name_or_path), EMBEDDED_MODELS)
@@ -207,13 +192,13 @@ def load_model(name_or_path: str | os.PathLike, *, kind: str | None = None, dtyp
         fam = BY_KIND["qwen2-audio-base"]
     kw = dict(from_pretrained_kwargs)
     if dtype is not None:
-        kw["dtype"] = _dtype(dtype)
+        kw["dtype"] = as_dtype(dtype)
     if attn_implementation:
         kw["attn_implementation"] = attn_implementation
     if cfg.model_type in fam.outer_types:  # an Omni checkpoint with its talker: the thinker alone is the LALM
         kw.setdefault("config", cfg.thinker_config)
     if device is not None:
-        _check_device(device)
+        check_device(device)
     try:
         model = fam.model_cls().from_pretrained(src, **kw)
     except ImportError as e:  # a package the model class needs (timm for Gemma 3n, flash-attn, …)

@@ -49,8 +49,7 @@ def char_tokenizer(alphabet: str = ALPHABET, *, specials: list[str] = SPECIAL_TO
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    SPECIAL_TOKENS = specials
-    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
+    vocab = {tok: i for i, tok in enumerate(specials)}
     for ch in dict.fromkeys(alphabet):
         vocab.setdefault(ch, len(vocab))
     for t in tail:
@@ -59,14 +58,14 @@ def char_tokenizer(alphabet: str = ALPHABET, *, specials: list[str] = SPECIAL_TO
     # one token per character; "." would leave newlines unmatched, and "\n\n" would become one unknown token
     tk.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     tk.decoder = decoders.Fuse()
-    tk.add_special_tokens([*SPECIAL_TOKENS, *tail])
+    tk.add_special_tokens([*specials, *tail])
     tok = PreTrainedTokenizerFast(
         tokenizer_object=tk,
         bos_token=bos,
         eos_token=eos,
         pad_token=pad,
         unk_token=pad,
-        additional_special_tokens=[t for t in SPECIAL_TOKENS if t not in (pad, bos)],
+        additional_special_tokens=[t for t in specials if t not in (pad, bos)],
         **(named or {}),
     )
     tok.padding_side = "left"

@@ -69,12 +69,12 @@ def teacher_top_k(lalm, audios, instruction: str, answers: list[str], *, k: int 
     """The teacher's distribution along its own answer, per clip: ``(token ids [T, k], log-probs [T, k])`` at each
     answer token (end of turn included), the model forced on the answer with the instruction in the prompt."""
     from ..models.adapters import IGNORE
+    from ..models.lalm import answer_ce
 
     out = []
     for i in range(0, len(audios), batch_size):
         inputs = lalm.build_inputs(list(audios[i:i + batch_size]), instruction, list(answers[i:i + batch_size]))
-        logits = lalm.forward(inputs).logits[:, :-1].float()
-        labels = inputs["labels"][:, 1:].to(logits.device)
+        _, logits, labels = answer_ce(lalm.forward(inputs).logits, inputs["labels"])  # shifted to the answer
         logp = torch.log_softmax(logits, -1)
         kk = min(k, logp.shape[-1])
         for row in range(len(logits)):

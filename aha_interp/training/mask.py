@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .._atomic import atomic_path, write_text_atomic
 from ..errors import AhaError
@@ -73,8 +72,8 @@ class MaskTrainConfig:
     def __post_init__(self):
         from ..data.tasks import TASKS, check_task
 
-        if self.task in TASKS or not self.task or not all(c.isalnum() or c in "_-" for c in self.task):
-            check_task(self.task)  # a task of your own only needs a plain name (its clips come with it)
+        if self.task not in TASKS and not (self.task and all(c.isalnum() or c in "_-" for c in self.task)):
+            check_task(self.task)  # a task of your own needs a plain name (its clips come with it): this one is not
         if self.noise not in ("left-tail", "logistic"):
             raise AhaError(f"unknown noise {self.noise!r}; use left-tail or logistic")
         if self.train_voices not in TRAIN_VOICES:
@@ -188,12 +187,11 @@ def mask_step(lalm, gates_module, opt, inputs, noise: torch.Tensor, tau: float, 
 def _ce_and_kl(lalm, inputs, teacher) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed answer cross-entropy and summed KL(teacher top-k ‖ student) from one forward pass."""
     from ..models.adapters import IGNORE
+    from ..models.lalm import answer_ce
 
-    logits = lalm.forward(inputs).logits[:, :-1].float()
-    labels = inputs["labels"][:, 1:].to(logits.device)
-    ce = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
+    ce, logits, labels = answer_ce(lalm.forward(inputs).logits, inputs["labels"])
     ce_sum = (ce * (labels != IGNORE)).sum()
-    logq = F.log_softmax(logits, -1)
+    logq = torch.log_softmax(logits, -1)
     kl_sum = logits.new_zeros(())
     for row, (idx, logp) in enumerate(teacher):
         pos = (labels[row] != IGNORE).nonzero().squeeze(-1)
