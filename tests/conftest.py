@@ -54,14 +54,34 @@ def mini_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def mini_masks(tmp_path_factory):
-    """Random-logit masks for the miniature model (2 layers x 8 heads), one per mask the experiments need."""
+def mini_masks(tmp_path_factory, mini_model):
+    """Random-logit masks for the miniature model (2 layers x 8 heads), one per mask the experiments need, and
+    predictors fitted to them on the miniature model (seconds: the masks method, a few steps)."""
     from aha_interp.reproduce.experiments import committed_masks
+    from aha_interp.reproduce.masks import PredictorFile
 
     folder = tmp_path_factory.mktemp("masks")
     rng = np.random.default_rng(0)
-    for m in committed_masks():
+    refs = committed_masks()
+    for m in refs:
+        if isinstance(m, PredictorFile):
+            continue
         path = m.path(folder)
         path.parent.mkdir(parents=True, exist_ok=True)
         HeadMask(rng.normal(1.0, 2.0, size=(2, 8)).astype(np.float32), task=m.task, seed=m.seed, lam=m.lam).save(path)
+    predictors = [m for m in refs if isinstance(m, PredictorFile)]
+    if predictors:
+        from aha_interp.data.tasks import ALL_TASKS
+        from aha_interp.models.lalm import load_model
+        from aha_interp.training.predictor import PredictorConfig, train_predictor
+
+        lalm = load_model(mini_model)
+        singles = {t: HeadMask.load(folder / f"{t}.safetensors") for t in ALL_TASKS}
+        for m in predictors:
+            held = m.name.removeprefix("masks-without-") if m.name.startswith("masks-without-") else None
+            tasks = tuple(t for t in ALL_TASKS if t != held)
+            pred = train_predictor(lalm, PredictorConfig(method="masks", tasks=tasks, steps=30, lr=1e-2),
+                                   masks=singles, progress=False)
+            m.path(folder).parent.mkdir(parents=True, exist_ok=True)
+            pred.save(m.path(folder))
     return folder

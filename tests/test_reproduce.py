@@ -19,17 +19,20 @@ from aha_interp.reproduce import engine
 from aha_interp.reproduce.engine import EvalJob, job_keys
 from aha_interp.reproduce.experiments import (REGISTRY, Experiment, LambdaSweep, MaskAlgebra, Outputs, SeedMasks,
                                               TopKSweep, committed_masks)
-from aha_interp.reproduce.masks import Combined, RandomLike, RandomTopK, TopK, Trained, build_mask, loader
+from aha_interp.reproduce.masks import (Combined, Predicted, PredictorFile, RandomLike, RandomTopK, TopK, Trained,
+                                       build_mask, loader)
 from aha_interp.reproduce.paper import EXPERIMENTS, FAST, FULL, Plan, reproduce
 
 MICRO = Plan(n_table=3, n_prompt=2, prompts_per_type=1, prompt_tasks=("gr", "asr"), topk_tasks=("asr",),
              topk_fractions=(0.0, 0.5, 1.0), topk_random_seeds=(1,), n_topk=2, n_lambda=2, n_seeds=2, n_algebra=2,
-             name="micro")
+             n_wording=2, name="micro")
 
 FIGURES = ["fig2_prompt_sensitivity", "fig3_jaccard", "fig4_topk", "fig5_lambda", "seeds", "algebra",
-           "layer_profiles", "masks"]
+           "layer_profiles", "masks", "distilled", "distilled_wordings", "fig2_predicted", "mask_agreement"]
 TABLES = ["single_task", "single_task_summary", "composite", "prompt_sensitivity", "jaccard_tiny",
-          "jaccard_tiny_corrected", "topk", "lambda", "seeds", "seed_overlap", "algebra"]
+          "jaccard_tiny_corrected", "topk", "lambda", "seeds", "seed_overlap", "algebra", "distilled",
+          "distilled_summary", "distilled_wordings", "distilled_wordings_spread", "predicted_masks",
+          "predicted_masks_summary", "mask_agreement"]
 ASR, GR = Trained("asr"), Trained("gr")
 
 
@@ -71,7 +74,7 @@ def test_derived_masks_print_their_cache_names():
 def _legacy_build(expr: str, mask_dir: Path) -> HeadMask:
     """The string mini-language the references replace, as it was, to check they build the same masks."""
     def load(name):
-        sub = "lambda" if "-lam" in name else "seeds" if "-s" in name else ""
+        sub = "distilled" if "-distil-" in name else "lambda" if "-lam" in name else "seeds" if "-s" in name else ""
         return HeadMask.load(mask_dir / sub / f"{name}.safetensors")
 
     if ":" not in expr:
@@ -96,11 +99,34 @@ def _legacy_build(expr: str, mask_dir: Path) -> HeadMask:
 def test_every_planned_mask_builds_as_its_name_did(plan, mini_masks):
     refs = {j.mask for j in all_jobs(plan) if j.mask}
     kinds = {type(r) for r in refs}
-    assert kinds == {Trained, TopK, RandomTopK, RandomLike, Combined}
+    assert kinds == {Trained, TopK, RandomTopK, RandomLike, Combined, Predicted}
+    refs = {r for r in refs if not isinstance(r, Predicted)}  # made by a predictor on the model: tested below
     cache = {}
     for ref in refs:
         assert build_mask(ref, mini_masks, cache) == _legacy_build(str(ref), mini_masks), str(ref)
     assert set(cache) == {m for r in refs for m in r.committed}  # each committed file read once
+
+
+def test_a_predicted_mask_is_its_predictors_mask_for_the_wording(mini_model, mini_masks):
+    from aha_interp.data.prompts import eval_prompts
+    from aha_interp.models.lalm import load_model
+    from aha_interp.training.predictor import Predictor
+
+    ref = Predicted(PredictorFile("masks-without-gr"), "gr", "synonyms_complex", 2)
+    assert str(ref) == "pred:masks-without-gr:gr/synonyms_complex2" and ref.committed == (ref.source,)
+    assert ref.instruction == eval_prompts("gr", "synonyms_complex")[2]
+    lalm = load_model(mini_model)
+    direct = Predictor.load(ref.source.path(mini_masks)).predict(lalm, ref.instruction).binary()
+    assert build_mask(ref, mini_masks, model=str(mini_model)) == direct
+    with pytest.raises(AhaError, match="need the model"):
+        build_mask(ref, mini_masks)
+    assert PredictorFile("masks-without-gr").train_args == ["--method", "masks", "--holdout", "gr"]
+    d = Trained("asr", distilled="general3")
+    assert str(d) == "asr-distil-general3" and d.path("M") == Path("M/distilled/asr-distil-general3.safetensors")
+    assert d.instruction == eval_prompts("asr", "general")[3] and Trained("asr").instruction is None
+    for bad in ("general9", "nonsense0", "seen"):
+        with pytest.raises(AhaError):
+            Trained("asr", distilled=bad)
 
 
 def test_a_missing_mask_is_a_one_line_error(tmp_path):
@@ -138,11 +164,12 @@ def test_the_committed_cache_holds_every_job_of_the_full_plan():
 # --------------------------------------------------------------------------------------------- experiments
 def test_the_registry_holds_every_experiment():
     assert EXPERIMENTS == tuple(REGISTRY) == ("table", "composite", "prompts", "jaccard", "topk", "lambda", "seeds",
-                                              "algebra", "layers", "salmonn")
+                                              "algebra", "layers", "distilled", "wordings", "predictor", "salmonn")
     for name, e in REGISTRY.items():
         assert e.name == name and type(e).outputs is not Experiment.outputs
     with_jobs = {n for n, e in REGISTRY.items() if e.jobs(FULL)}
-    assert with_jobs == {"table", "composite", "prompts", "topk", "lambda", "seeds", "algebra"}
+    assert with_jobs == {"table", "composite", "prompts", "topk", "lambda", "seeds", "algebra", "distilled",
+                         "wordings", "predictor"}
     assert REGISTRY["jaccard"].masks(FULL) == [Trained(t) for t in ALL_TASKS]
     assert REGISTRY["salmonn"].masks(FULL) == []
 
@@ -156,10 +183,14 @@ def test_plans_cover_the_paper():
     # the composite and prompt experiments read rows of the table; the cache evaluates each once
     assert set(jobs["composite"]) <= set(jobs["table"])
     assert {j for j in jobs["prompts"] if j.prompt_index < 0} <= set(jobs["table"])
-    assert len(set(all_jobs(FULL))) == 627
+    # the distilled and predictor experiments read the table's rows and the held-out wordings' rows
+    assert set(jobs["table"]) <= set(jobs["distilled"])
+    assert {j for j in jobs["prompts"] if j.prompt_index >= 0} <= set(jobs["predictor"])
+    assert len(set(all_jobs(FULL))) == 627 + 20 + 14 + 1050
     names = [str(m) for m in committed_masks()]
-    assert len(names) == len(set(names)) == 36 and {"asr", "asr-s1", "asr-s2", "gr-lam1e-03"} <= set(names)
+    assert len(names) == len(set(names)) == 36 + 17 + 12 and {"asr", "asr-s1", "asr-s2", "gr-lam1e-03"} <= set(names)
     assert names[:10] == list(ALL_TASKS)
+    assert names[36:38] == ["asr-distil-seen0", "gr-distil-seen0"] and names[-1] == "predictor-objective"
     assert [str(m) for m in committed_masks(["lambda"])] == ["gr", "gr-lam1e-04", "gr-lam3e-04", "gr-lam1e-03",
                                                              "gr-lam3e-03", "gr-lam1e-02", "gr-lam3e-02"]
 
@@ -204,6 +235,34 @@ def test_seed_outputs_from_synthetic_rows(tmp_path, mini_masks):
     ms = [HeadMask.load(m.path(mini_masks)) for m in exp.of("gr")]
     assert overlap.loc["gr", "intersection_active"] == (ms[0] & ms[1] & ms[2]).n_active
     assert overlap.loc["gr", "active_per_seed"] == " / ".join(str(m.n_active) for m in ms)
+
+
+def test_outputs_without_labels_from_synthetic_rows(tmp_path, mini_masks, mini_model):
+    from aha_interp.reproduce.experiments import DistilledMasks, DistilledWordings, PredictedMasks
+
+    out = Outputs(tmp_path, mini_masks, model=str(mini_model))
+    for exp in (DistilledMasks(), DistilledWordings(), PredictedMasks()):
+        jobs = exp.jobs(MICRO)
+        rows = _rows(jobs).assign(value=np.linspace(0.1, 0.9, len(jobs)), ci_low=0.0, ci_high=1.0)
+        exp.outputs(rows, out)
+    summary = pd.read_csv(tmp_path / "tables" / "distilled_summary.csv")
+    assert list(summary["task"]) == list(ALL_TASKS) and "distilled within label CI" in summary
+    dist = pd.read_csv(tmp_path / "tables" / "distilled.csv")
+    assert set(dist["label"]) == {"instruction", "teacher", "label mask", "distilled mask", "no instruction",
+                                  "random mask"}
+    wordings = pd.read_csv(tmp_path / "tables" / "distilled_wordings.csv")
+    assert len(wordings) == 7 * len(MICRO.wording_tasks) and wordings["prompt_type"].nunique() == 7
+    assert (wordings["distilled"] > wordings["instruction"]).all()  # each mask's row follows its wording's
+    pred = pd.read_csv(tmp_path / "tables" / "predicted_masks.csv")
+    assert len(pred) == 7 * MICRO.prompts_per_type * len(MICRO.prompt_tasks)
+    assert {"instruction", "objective", "masks", "held-out task"} <= set(pred.columns)
+    summ = pd.read_csv(tmp_path / "tables" / "predicted_masks_summary.csv")
+    assert list(summ["task"]) == list(MICRO.prompt_tasks) and "objective / trained" in summ
+    agree = pd.read_csv(tmp_path / "tables" / "mask_agreement.csv")
+    assert set(agree["pair"]) == {"label–distilled", "label–predicted", "distilled–predicted"}
+    assert ((agree["jaccard"] >= 0) & (agree["jaccard"] <= 1)).all()
+    assert {p.stem for p in out.written if p.suffix == ".png"} == {"distilled", "distilled_wordings",
+                                                                   "fig2_predicted", "mask_agreement"}
 
 
 # --------------------------------------------------------------------------------------------- end to end
@@ -280,7 +339,7 @@ def test_rerun_evaluates_only_what_changed(first_run, mini_model, mini_masks, tm
 def test_missing_masks_give_one_line_error(tmp_path, capsys):
     assert main(["reproduce", "--masks", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--retrain" in err and "36 mask(s)" in err
+    assert len(err.splitlines()) == 1 and "--retrain" in err and "65 mask(s)" in err
     assert not (tmp_path / "o").exists()
     assert main(["reproduce", "--only", "nonsense", "--out", str(tmp_path / "o")]) == 2
     assert "unknown experiment" in capsys.readouterr().err

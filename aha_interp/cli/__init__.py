@@ -1,7 +1,8 @@
 """The ``aha-interp`` command line: the Typer apps, the registration of every command, and :func:`main`.
 
 The commands live by concern: :mod:`.masks` (import, info, analyze, plot, figures, fetch-masks),
-:mod:`.models` (train, eval, prune, data, demo-data, build-model) and :mod:`.reproduce`; :mod:`._common` holds what they share.
+:mod:`.models` (train, eval, prune, data, demo-data, build-model), :mod:`.predictor` (train-predictor,
+predict-mask) and :mod:`.reproduce`; :mod:`._common` holds what they share.
 Every command and group takes ``-h``/``--help`` and shows examples. Errors in the input print one line
 (``error: …``) and exit 2, before any model is loaded (numbers, seeds and output paths are checked first); no
 half-written output file is left behind (all writes are atomic). Ctrl-C prints one line saying what was kept and
@@ -20,6 +21,7 @@ import typer
 from ..errors import AhaError
 from . import masks as _masks
 from . import models as _models
+from . import predictor as _predictor
 from . import reproduce as _reproduce
 from ._common import CONTEXT, Interrupted, interrupt_line, on_interrupt
 
@@ -101,6 +103,8 @@ for _app, _name, _fn in [
     (app, "demo-data", _models.demo_data),
     (app, "build-model", _models.build_model),
     (app, "prune", _models.prune),
+    (app, "train-predictor", _predictor.train_predictor),
+    (app, "predict-mask", _predictor.predict_mask),
     (app, "reproduce", _reproduce.reproduce),
 ]:
     _app.command(_name, context_settings=CONTEXT)(_interruptible(_fn))

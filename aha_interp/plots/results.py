@@ -26,12 +26,15 @@ def _hline(ax, value, label, style, color):
 
 
 def plot_prompt_sensitivity(prompts: pd.DataFrame, reference: pd.DataFrame | None = None, axes=None, *,
+                            masks: pd.DataFrame | None = None, masks_label: str = "mask from the wording",
                             title: str = "Prompt sensitivity: one cross per held-out prompt"):
     """Fig. 2: each task's metric under every held-out prompt (crosses), grouped by variation type.
 
     ``prompts``: rows with ``task, prompt_type, prompt_index, value, metric``. ``reference``: rows with ``task,
     condition, value`` whose ``mask`` and ``none`` conditions are drawn as lines (AHAMask, no instruction).
-    ``axes``: one axis per task, or None for a new grid. Returns the figure.
+    ``masks``: rows like ``prompts`` for a mask made from each wording (predicted or distilled), used with no
+    instruction: hollow circles beside the crosses, their mean per type dashed. ``axes``: one axis per task, or
+    None for a new grid. Returns the figure.
     """
     tasks = list(dict.fromkeys(prompts["task"]))
     fig, axes = new_axes(axes, len(tasks), figsize=(3.0 * min(5, len(tasks)), 3.1 * ((len(tasks) + 4) // 5)),
@@ -45,6 +48,13 @@ def plot_prompt_sensitivity(prompts: pd.DataFrame, reference: pd.DataFrame | Non
             jitter = np.linspace(-0.18, 0.18, len(r)) if len(r) > 1 else np.zeros(len(r))
             ax.scatter(i + jitter, r["value"], marker="x", s=28, color=palette[vt], zorder=3)
             ax.plot([i - 0.25, i + 0.25], [r["value"].mean()] * 2, color=palette[vt], lw=2, zorder=2)
+            if masks is not None:
+                m = masks[(masks["task"] == task) & (masks["prompt_type"] == vt)]
+                if len(m):
+                    mj = np.linspace(-0.18, 0.18, len(m)) if len(m) > 1 else np.zeros(len(m))
+                    ax.scatter(i + 0.3 + mj * 0.5, m["value"], marker="o", s=22, facecolors="none",
+                               edgecolors="black", lw=0.8, zorder=4, label=masks_label if i == 0 else None)
+                    ax.plot([i + 0.1, i + 0.5], [m["value"].mean()] * 2, color="black", ls="--", lw=1.2, zorder=2)
         if reference is not None:
             ref = reference[reference["task"] == task].set_index("condition")["value"]
             _hline(ax, ref.get("mask"), "AHAMask (no instruction)", "-", "tab:orange")
@@ -180,4 +190,56 @@ def plot_algebra_scores(algebra: pd.DataFrame, axes=None, *,
         ax.set_title(task)
         ax.set_ylabel(_metric_label(rows), fontsize=8)
     fig.suptitle(title)
+    return fig
+
+
+def plot_condition_scores(rows: pd.DataFrame, order: list[str], axes=None, *, title: str = "Scores by condition"):
+    """Per task, one point with its 95 % interval for each condition ``label`` in ``order`` (left to right).
+
+    ``rows``: ``task, label, metric, value, ci_low, ci_high`` (and ``n_active``, shown under masks' labels).
+    Returns the figure."""
+    tasks = list(dict.fromkeys(rows["task"]))
+    fig, axes = new_axes(axes, len(tasks), figsize=(3.0 * min(5, len(tasks)), 3.3 * ((len(tasks) + 4) // 5)),
+                          ncols=5)
+    colors = dict(zip(order, __import__("seaborn").color_palette("tab10", len(order))))
+    for ax, task in zip(axes, tasks):
+        r = rows[rows["task"] == task].drop_duplicates("label").set_index("label").reindex(order).dropna(
+            subset=["value"])
+        x = np.arange(len(r))
+        err = np.vstack([r["value"] - r["ci_low"], r["ci_high"] - r["value"]])
+        for xi, (label, row), e in zip(x, r.iterrows(), err.T):
+            ax.errorbar(xi, row["value"], yerr=e[:, None], marker="o", color=colors[label], capsize=3,
+                        label=label)
+        names = [f"{l}\n({int(a)})" if "mask" in l and pd.notna(a) else l
+                 for l, a in zip(r.index, r.get("n_active", pd.Series(index=r.index, dtype=float)))]
+        ax.set_xticks(x, names, rotation=60, ha="right", fontsize=6)
+        ax.set_title(task)
+        ax.set_ylabel(_metric_label(r.reset_index()), fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncol=len(order))
+    fig.suptitle(title)
+    return fig
+
+
+def plot_mask_agreement(agreement: pd.DataFrame, ax=None, *, title: str = "Mask agreement (Jaccard)"):
+    """Jaccard per task (groups) and pair of masks (bars), with each pair's chance level as a black tick.
+
+    ``agreement``: rows with ``task, pair, jaccard, chance``. Returns the figure."""
+    fig, ax = new_ax(ax, figsize=(10.0, 3.8))
+    tasks = list(dict.fromkeys(agreement["task"]))
+    pairs = list(dict.fromkeys(agreement["pair"]))
+    width = 0.8 / max(1, len(pairs))
+    colors = __import__("seaborn").color_palette("Set2", len(pairs))
+    for k, pair in enumerate(pairs):
+        r = agreement[agreement["pair"] == pair].set_index("task").reindex(tasks)
+        x = np.arange(len(tasks)) + (k - (len(pairs) - 1) / 2) * width
+        ax.bar(x, r["jaccard"], width, color=colors[k], label=pair)
+        ax.scatter(x, r["chance"], marker="_", s=120, color="black", zorder=3,
+                   label="chance (same sizes)" if k == 0 else None)
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_ylabel("Jaccard")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=7, ncol=len(pairs) + 1, loc="lower right")
+    ax.set_title(title)
     return fig

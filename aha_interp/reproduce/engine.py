@@ -88,7 +88,9 @@ def _worker_init(model: str, mask_dir: str, threads: int) -> None:
 
     hf_logging.disable_progress_bar()  # the run's own bar is the progress display; workers' bars would interleave
     torch.set_num_threads(threads)
-    _WORKER.update(lalm=load_model(model), load=loader(mask_dir), examples={})
+    lalm = load_model(model)
+    cache: dict = {("model", model): lalm}  # predicted masks use this worker's model
+    _WORKER.update(lalm=lalm, load=loader(mask_dir, cache, model), examples={})
 
 
 def _ignore_sigint() -> None:

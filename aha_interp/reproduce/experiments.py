@@ -20,7 +20,7 @@ from ..data.tasks import ALL_TASKS, COMPOSITE_TASKS
 from ..errors import AhaError
 from ..masks import HeadMask
 from .engine import EvalJob
-from .masks import Combined, RandomLike, RandomTopK, TopK, Trained, loader
+from .masks import Combined, Predicted, PredictorFile, RandomLike, RandomTopK, TopK, Trained, loader
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class Plan:
     n_lambda: int = 200
     n_seeds: int = 100
     n_algebra: int = 100
+    n_wording: int = 100  # clips per held-out wording: the wording as an instruction and the mask distilled from it
+    wording_tasks: tuple = ("gr",)
     seed: int = 0
     name: str = "full"
 
@@ -45,7 +47,7 @@ class Plan:
 FULL = Plan()
 FAST = Plan(n_table=24, n_prompt=4, prompts_per_type=2, prompt_tasks=("asr", "gr", "ser", "s2tt"),
             topk_tasks=("asr", "s2tt"), topk_fractions=(0.0, 0.25, 0.5, 0.75, 1.0), topk_random_seeds=(1,),
-            n_topk=12, n_lambda=24, n_seeds=16, n_algebra=16, name="fast")
+            n_topk=12, n_lambda=24, n_seeds=16, n_algebra=16, n_wording=12, name="fast")
 
 
 class Outputs:
@@ -53,12 +55,12 @@ class Outputs:
     masks they read; ``written`` collects the paths."""
 
     def __init__(self, out: Path, mask_dir: Path, *, fast: bool = False, salmonn_masks: str | None = None,
-                 log=print):
+                 model: str = "tiny", log=print):
         import matplotlib
 
         matplotlib.use("Agg")
         self.out, self.fast, self.salmonn_masks, self.log = Path(out), fast, salmonn_masks, log
-        self.mask = loader(mask_dir)  # a committed mask as trained (logits), each file read once
+        self.mask = loader(mask_dir, model=model)  # a committed mask as trained (logits), each file read once
         self.written: list[Path] = []
 
     def table(self, df: pd.DataFrame, name: str, formats=("csv", "md"), **kw) -> None:
@@ -388,12 +390,195 @@ class SalmonnMasks(Experiment):
         out.written += build(str(folder), out.out / "salmonn", log=lambda *a: None)
 
 
+# --------------------------------------------------------------------------------------------- without labels
+def _cell(r) -> str:
+    """``value [low, high]`` of a row, for the Markdown summaries."""
+    return f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"
+
+
+class DistilledMasks(Experiment):
+    """Masks without labels: each task's mask distilled from its first training instruction (the teacher) against
+    the label-trained mask, the teacher itself, all the training instructions, no instruction and a random mask."""
+
+    name = "distilled"
+
+    @staticmethod
+    def distilled(task: str) -> Trained:
+        return Trained(task, distilled="seen0")
+
+    def jobs(self, plan):
+        jobs = []
+        for t in ALL_TASKS:
+            jobs += [table_job(plan, t, c) for c in CONDITIONS]
+            jobs += [_job(plan, t, "mask", self.distilled(t), n=plan.n_table),
+                     _job(plan, t, "instruction", prompt_index=0, n=plan.n_table)]  # the teacher's wording alone
+        return jobs
+
+    @staticmethod
+    def label(condition: str, mask: str, prompt_index: int) -> str:
+        if condition == "instruction":
+            return "teacher" if prompt_index == 0 else "instruction"
+        if condition == "mask":
+            return "distilled mask" if "-distil-" in mask else "label mask"
+        return {"none": "no instruction", "random": "random mask"}[condition]
+
+    def outputs(self, rows, out):
+        from .. import plots
+
+        d = rows.assign(label=[self.label(*r) for r in zip(rows["condition"], rows["mask"], rows["prompt_index"])])
+        cols = ["task", "label", "metric", "value", "ci_low", "ci_high", "n", "n_active"]
+        out.table(d[cols].round(4), "distilled")
+        summary_rows = []
+        for task, g in d.groupby("task", sort=False):
+            r = g.set_index("label")
+            lab, dis, tea = r.loc["label mask"], r.loc["distilled mask"], r.loc["teacher"]
+            higher = _higher_is_better(task)
+            beats_teacher = dis.ci_low > tea.value if higher else dis.ci_high < tea.value
+            below_teacher = dis.ci_high < tea.value if higher else dis.ci_low > tea.value
+            summary_rows.append({
+                "task": task, "metric": lab.metric, **{k: _cell(r.loc[k]) for k in
+                                                      ("instruction", "teacher", "label mask", "distilled mask",
+                                                       "no instruction", "random mask")},
+                "active (label / distilled)": f"{int(lab.n_active)} / {int(dis.n_active)}",
+                "distilled within label CI": bool(lab.ci_low <= dis.value <= lab.ci_high),
+                "vs teacher": "above" if beats_teacher else "below" if below_teacher else "within CI",
+                "n": int(lab.n)})
+        out.table(pd.DataFrame(summary_rows), "distilled_summary")
+        order = ["instruction", "teacher", "label mask", "distilled mask", "no instruction", "random mask"]
+        out.figure(plots.plot_condition_scores(d, order, title="Masks without labels: distilled vs label-trained "
+                                                               "(n per point, 95 % CI)"), "distilled")
+
+
+class DistilledWordings(Experiment):
+    """Prompt robustness from distillation: for the first held-out wording of each variation type, that wording as
+    an instruction against the mask distilled from it (no instruction in the prompt)."""
+
+    name = "wordings"
+
+    def jobs(self, plan):
+        jobs = []
+        for t in plan.wording_tasks:
+            jobs.append(table_job(plan, t, "mask"))
+            for v in VARIATION_TYPES:
+                jobs += [_job(plan, t, "instruction", prompt_type=v, prompt_index=0, n=plan.n_wording),
+                         _job(plan, t, "mask", Trained(t, distilled=f"{v}0"), n=plan.n_wording)]
+        return jobs
+
+    def outputs(self, rows, out):
+        from .. import plots
+
+        ref = rows[(rows["condition"] == "mask") & (rows["mask"] == rows["task"])]  # the label-trained masks
+        inst = rows[rows["condition"] == "instruction"].reset_index(drop=True)
+        dist = rows[rows["mask"].str.contains("-distil-", regex=False)].reset_index(drop=True)
+        dist["prompt_type"] = inst["prompt_type"]  # the jobs pair them: wording, then the mask distilled from it
+        table = inst[["task", "prompt_type", "prompt", "metric"]].assign(
+            instruction=inst["value"], instruction_ci_low=inst["ci_low"], instruction_ci_high=inst["ci_high"],
+            distilled=dist["value"], distilled_ci_low=dist["ci_low"], distilled_ci_high=dist["ci_high"],
+            distilled_active=dist["n_active"], n=inst["n"])
+        out.table(table.round(4), "distilled_wordings")
+        spread = table.groupby("task", sort=False).agg(
+            instruction_min=("instruction", "min"), instruction_max=("instruction", "max"),
+            distilled_min=("distilled", "min"), distilled_max=("distilled", "max")).reset_index()
+        spread = spread.assign(instruction_spread=spread.instruction_max - spread.instruction_min,
+                               distilled_spread=spread.distilled_max - spread.distilled_min,
+                               label_mask=spread["task"].map(ref.set_index("task")["value"]))
+        out.table(spread.round(4), "distilled_wordings_spread")
+        prompts = inst.assign(prompt_index=0)
+        masks = dist.assign(prompt_index=0)
+        out.figure(plots.plot_prompt_sensitivity(
+            prompts, ref, masks=masks, masks_label="mask distilled from the wording",
+            title="Each held-out wording as an instruction (x) and the mask distilled from it (o)"), "distilled_wordings")
+
+
+class PredictedMasks(Experiment):
+    """A text-to-mask predictor on every held-out wording: the predicted mask with no instruction against the
+    wording as an instruction and the task's trained mask; predictors trained by the AHAMask objective
+    (``objective``), by regression onto the trained masks (``masks``), and the latter without the task at all
+    (``masks-without-<task>``, leave-one-task-out)."""
+
+    name = "predictor"
+    methods = ("objective", "masks", "held-out task")
+
+    @staticmethod
+    def source(method: str, task: str) -> PredictorFile:
+        return PredictorFile(f"masks-without-{task}" if method == "held-out task" else method)
+
+    def refs(self, plan) -> list[tuple[str, Predicted]]:
+        return [(m, Predicted(self.source(m, t), t, v, i)) for t in plan.prompt_tasks for v in VARIATION_TYPES
+                for i in range(plan.prompts_per_type) for m in self.methods]
+
+    def jobs(self, plan):
+        self.named = {str(ref): (m, ref) for m, ref in self.refs(plan)}  # outputs() reads the rows' mask names
+        jobs = [table_job(plan, t, "mask") for t in plan.prompt_tasks]
+        jobs += [_job(plan, t, "instruction", prompt_type=v, prompt_index=i, n=plan.n_prompt)
+                 for t in plan.prompt_tasks for v in VARIATION_TYPES for i in range(plan.prompts_per_type)]
+        return jobs + [_job(plan, ref.task, "mask", ref, n=plan.n_prompt) for _, ref in self.refs(plan)]
+
+    def outputs(self, rows, out):
+        from .. import plots
+
+        trained = rows[(rows["condition"] == "mask") & ~rows["mask"].isin(self.named)]
+        inst = rows[rows["condition"] == "instruction"]
+        pred = rows[rows["mask"].isin(self.named)].copy()
+        refs = [self.named[m] for m in pred["mask"]]
+        pred["method"] = [m for m, _ in refs]
+        pred["prompt_type"] = [r.prompt_type for _, r in refs]
+        pred["prompt_index"] = [r.prompt_index for _, r in refs]
+        keys = ["task", "prompt_type", "prompt_index"]
+        wide = inst[keys + ["prompt", "metric", "value"]].rename(columns={"value": "instruction"})
+        for m in self.methods:
+            p = pred[pred["method"] == m][keys + ["value", "n_active"]]
+            wide = wide.merge(p.rename(columns={"value": m, "n_active": f"{m} active"}), on=keys, how="left")
+        wide["n"] = inst["n"].iloc[0] if len(inst) else 0
+        out.table(wide.round(4), "predicted_masks")
+        summ = wide.groupby("task", sort=False)[["instruction", *self.methods]].mean().reset_index()
+        summ.insert(1, "metric", summ["task"].map(wide.groupby("task")["metric"].first()))
+        summ["trained mask"] = summ["task"].map(trained.set_index("task")["value"])
+        for m in self.methods:
+            higher = summ["task"].map(_higher_is_better)
+            ratio = np.where(higher, summ[m] / summ["trained mask"], summ["trained mask"] / summ[m])
+            summ[f"{m} / trained"] = ratio  # ≥ 0.9 is the goal (for WER: trained / predicted)
+        summ["wordings"] = wide.groupby("task", sort=False).size().values
+        out.table(summ.round(4), "predicted_masks_summary")
+        ref = trained.assign(condition="mask")
+        obj = pred[pred["method"] == "objective"]
+        out.figure(plots.plot_prompt_sensitivity(
+            inst, ref, masks=obj, masks_label="predicted mask (objective predictor)",
+            title="Held-out wordings as instructions (x) and the masks predicted from them (o)"), "fig2_predicted")
+        out.figure(self.agreement(out), "mask_agreement")
+
+    def agreement(self, out):
+        """Jaccard of label, distilled and predicted masks per task, with the chance level of each pair."""
+        from .. import analysis as an
+        from .. import plots
+
+        rows = []
+        for t in ALL_TASKS:
+            try:
+                label = out.mask(Trained(t)).binary()
+                dist = out.mask(Trained(t, distilled="seen0")).binary()
+                pred = Predicted(PredictorFile("objective"), t, "general", 0).build(out.mask)
+            except AhaError:
+                continue  # a mask this run does not have (a partial mask folder)
+            for pair, (a, b) in {"label–distilled": (label, dist), "label–predicted": (label, pred),
+                                 "distilled–predicted": (dist, pred)}.items():
+                rows.append({"task": t, "pair": pair, "jaccard": an.jaccard(a, b),
+                             "chance": an.expected_jaccard(a.n_active, b.n_active, a.size),
+                             "active_a": a.n_active, "active_b": b.n_active})
+        frame = pd.DataFrame(rows)
+        out.table(frame.round(4), "mask_agreement")
+        return plots.plot_mask_agreement(frame, title="Jaccard of label, distilled and predicted masks "
+                                                      "(ticks: chance level)")
+
+
 REGISTRY: dict[str, Experiment] = {e.name: e for e in (
     SingleTask(), CompositeTasks(), PromptSensitivity(), Jaccard(), TopKSweep(), LambdaSweep(), SeedMasks(),
-    MaskAlgebra(), LayerProfiles(), SalmonnMasks())}
+    MaskAlgebra(), LayerProfiles(), DistilledMasks(), DistilledWordings(), PredictedMasks(), SalmonnMasks())}
 
 
 def committed_masks(names=tuple(REGISTRY), plan: Plan = FULL) -> list[Trained]:
-    """The committed masks the experiments ``names`` read, each once: seed 0 and λ 0 first, then by seed and λ."""
+    """The committed masks the experiments ``names`` read, each once: seed 0 and λ 0 first, then by seed and λ,
+    then the distilled masks (from the training instruction first) and the predictors."""
     refs = {m for name in names for m in REGISTRY[name].masks(plan)}
-    return sorted(refs, key=lambda m: (m.lam, m.seed, ALL_TASKS.index(m.task)))
+    return sorted(refs, key=lambda m: (isinstance(m, PredictorFile), bool(m.distilled), m.distilled != "seen0", m.lam, m.seed,
+                                       ALL_TASKS.index(m.task) if m.task in ALL_TASKS else len(ALL_TASKS), str(m)))

@@ -29,28 +29,55 @@ Load = Callable[["Trained"], HeadMask]  # a committed mask's file, loaded as tra
 
 @dataclass(frozen=True)
 class Trained:
-    """A committed mask, trained for ``task`` with ``seed`` and sparsity weight ``lam`` (λ).
+    """A committed mask, trained for ``task`` with ``seed`` and sparsity weight ``lam`` (λ), from the labels or,
+    with ``distilled`` set, distilled from the model's own answers to one instruction (no label read).
 
     Seed 0 with λ 0 is ``DIR/<task>.safetensors``; other seeds are ``DIR/seeds/<task>-s<seed>.safetensors``;
-    other λ are ``DIR/lambda/<task>-lam<λ>.safetensors``. The masks vary the seed or λ, never both."""
+    other λ are ``DIR/lambda/<task>-lam<λ>.safetensors``. The masks vary the seed or λ, never both.
+    ``distilled`` names the teacher's instruction as ``<variation><index>`` of :mod:`aha_interp.data.prompts`
+    (``seen0``: the task's first training instruction; ``general3``: the fourth held-out general wording): the
+    mask is ``DIR/distilled/<task>-<distilled>.safetensors``, seed 0, λ 0."""
 
     task: str
     seed: int = 0
     lam: float = 0.0
+    distilled: str = ""
 
     def __post_init__(self):
         if self.seed and self.lam:
             raise AhaError(f"no committed mask varies both seed and λ ({self.task}, seed {self.seed}, λ {self.lam})")
+        if self.distilled and (self.seed or self.lam):
+            raise AhaError(f"distilled committed masks are seed 0, λ 0 ({self.task}-{self.distilled})")
+        if self.distilled:
+            self.instruction  # a name that points at no wording is refused here
 
     def __str__(self) -> str:
+        if self.distilled:
+            return f"{self.task}-distil-{self.distilled}"
         if self.lam:
             return f"{self.task}-lam{self.lam:.0e}"
         if self.seed:
             return f"{self.task}-s{self.seed}"
         return self.task
 
+    @property
+    def instruction(self) -> str | None:
+        """The teacher's instruction of a distilled mask (None for a label-trained one)."""
+        if not self.distilled:
+            return None
+        import re
+
+        from ..data.prompts import eval_prompts
+
+        m = re.fullmatch(r"([a-z_]+?)(\d+)", self.distilled)
+        prompts = eval_prompts(self.task, m[1]) if m else []
+        if not m or int(m[2]) >= len(prompts):
+            raise AhaError(f"distilled={self.distilled!r}: expected <variation><index>, e.g. seen0 or general3")
+        return prompts[int(m[2])]
+
     def path(self, mask_dir: str | Path) -> Path:
-        folder = Path(mask_dir) / ("lambda" if self.lam else "seeds" if self.seed else "")
+        folder = Path(mask_dir) / ("distilled" if self.distilled else "lambda" if self.lam else "seeds" if self.seed
+                                   else "")
         return folder / f"{self}.safetensors"
 
     @property
@@ -153,31 +180,118 @@ class Combined:
         return functools.reduce(_OPS[self.op], (p.build(load) for p in self.parts))
 
 
-MaskRef = Union[Trained, TopK, RandomTopK, RandomLike, Combined]
+@dataclass(frozen=True)
+class PredictorFile:
+    """A committed text-to-mask predictor, ``DIR/predictor/<name>.safetensors``: ``objective`` or ``masks`` (the
+    two training methods of :mod:`aha_interp.training.predictor`), or ``masks-without-<task>`` (leave-one-task-out,
+    the masks method without that task)."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return f"predictor-{self.name}"
+
+    @property
+    def task(self) -> str:  # the retrain order and the run folders sort by task
+        return self.name
+
+    seed, lam, distilled = 0, 0.0, ""
+
+    def path(self, mask_dir: str | Path) -> Path:
+        return Path(mask_dir) / "predictor" / f"{self.name}.safetensors"
+
+    @property
+    def committed(self) -> tuple:
+        return (self,)
+
+    @property
+    def train_args(self) -> list[str]:
+        """``aha-interp train-predictor`` arguments that make it (less --out)."""
+        if self.name == "objective":
+            return ["--method", "objective"]
+        if self.name == "masks":
+            return ["--method", "masks"]
+        if self.name.startswith("masks-without-"):
+            return ["--method", "masks", "--holdout", self.name.removeprefix("masks-without-")]
+        raise AhaError(f"unknown predictor {self.name!r}: objective, masks or masks-without-<task>")
 
 
-def loader(mask_dir: str | Path, cache: dict | None = None) -> Load:
-    """Loads committed masks from ``mask_dir``, each file once per ``cache``."""
+@dataclass(frozen=True)
+class Predicted:
+    """The mask ``source`` predicts from the held-out wording ``prompt_index`` of ``prompt_type`` for ``task``
+    (:func:`aha_interp.data.prompts.eval_prompts`), made binary."""
+
+    source: PredictorFile
+    task: str
+    prompt_type: str
+    prompt_index: int
+
+    def __str__(self) -> str:
+        return f"pred:{self.source.name}:{self.task}/{self.prompt_type}{self.prompt_index}"
+
+    @property
+    def instruction(self) -> str:
+        from ..data.prompts import eval_prompts
+
+        return eval_prompts(self.task, self.prompt_type)[self.prompt_index]
+
+    @property
+    def committed(self) -> tuple:
+        return (self.source,)
+
+    def build(self, load: Load) -> HeadMask:
+        return load(self.source)(self.instruction).binary()
+
+
+MaskRef = Union[Trained, TopK, RandomTopK, RandomLike, Combined, Predicted]
+
+
+def loader(mask_dir: str | Path, cache: dict | None = None, model: str | None = None) -> Load:
+    """Loads committed masks from ``mask_dir``, each file once per ``cache``. A :class:`PredictorFile` loads as a
+    function ``instruction -> HeadMask`` on ``model`` (loaded on first use)."""
     cache = {} if cache is None else cache
 
-    def load(ref: Trained) -> HeadMask:
+    def load(ref: Trained):
         if ref not in cache:
             path = ref.path(mask_dir)
             if not path.exists():
                 raise AhaError(f"mask {str(ref)!r} not found at {path}; "
                                "run `aha-interp reproduce --retrain` to train it")
-            cache[ref] = HeadMask.load(path)
+            if isinstance(ref, PredictorFile):
+                cache[ref] = _predicting(path, model, cache)
+            else:
+                cache[ref] = HeadMask.load(path)
         return cache[ref]
 
     return load
 
 
-def build_mask(ref: MaskRef, mask_dir: str | Path, cache: dict | None = None) -> HeadMask:
+def _predicting(path: Path, model: str | None, cache: dict):
+    from ..training.predictor import Predictor
+
+    if model is None:
+        raise AhaError("predicted masks need the model: loader(..., model=NAME)")
+    pred = Predictor.load(path)
+
+    def predict(instruction: str) -> HeadMask:
+        if ("model", model) not in cache:
+            from ..models.lalm import load_model
+
+            cache[("model", model)] = load_model(model)
+        return pred.predict(cache[("model", model)], instruction)
+
+    return predict
+
+
+def build_mask(ref: MaskRef, mask_dir: str | Path, cache: dict | None = None, model: str | None = None) -> HeadMask:
     """The binary mask ``ref`` names, from the committed masks in ``mask_dir``."""
-    return ref.build(loader(mask_dir, cache))
+    return ref.build(loader(mask_dir, cache, model))
 
 
-def fingerprint(ref: Trained, mask_dir: str | Path) -> str:
-    """Digest of a committed mask's active heads: retraining that gives the same bits keeps the cache valid."""
+def fingerprint(ref, mask_dir: str | Path) -> str:
+    """Digest of a committed mask's active heads (retraining that gives the same bits keeps the cache valid), or
+    of a predictor's file."""
+    if isinstance(ref, PredictorFile):
+        return hashlib.sha256(ref.path(mask_dir).read_bytes()).hexdigest()[:16]
     m = build_mask(ref, mask_dir)
     return hashlib.sha256(np.packbits(m.active).tobytes() + str(m.shape).encode()).hexdigest()[:16]

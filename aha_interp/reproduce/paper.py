@@ -97,7 +97,7 @@ def reproduce(out: str | Path | None = None, *, fast: bool = False, retrain_mask
 
     t = time.time()
     results = _split(rows, jobs)
-    writer = Outputs(out, mask_dir, fast=fast, salmonn_masks=salmonn_masks, log=log)
+    writer = Outputs(out, mask_dir, fast=fast, salmonn_masks=salmonn_masks, model=model, log=log)
     for e in chosen:
         e.outputs(results[e.name], writer)
     seconds["figures"] = time.time() - t

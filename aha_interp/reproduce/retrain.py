@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import AhaError
-from .masks import Trained
+from .masks import PredictorFile, Trained
 
 MASK_STEPS = 500
 RUNS = Path("runs") / "retrain"
@@ -25,9 +25,16 @@ def train_one(mask: Trained, mask_dir: Path, *, model: str = "tiny", log=print) 
     out = mask.path(mask_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "aha_interp.cli", "train", "--model", model, "--task", mask.task,
-           "--seed", str(mask.seed), "--lam", str(mask.lam), "--steps", str(MASK_STEPS),
-           "--out", str(out), "--run-dir", str(run_dir), "--quiet"]
+    if isinstance(mask, PredictorFile):
+        on_masks = ["--masks", str(mask_dir)] if mask.name != "objective" else []  # regression onto the masks here
+        cmd = [sys.executable, "-m", "aha_interp.cli", "train-predictor", "--model", model, *mask.train_args,
+               *on_masks, "--out", str(out), "--quiet"]
+    else:
+        cmd = [sys.executable, "-m", "aha_interp.cli", "train", "--model", model, "--task", mask.task,
+               "--seed", str(mask.seed), "--lam", str(mask.lam), "--steps", str(MASK_STEPS),
+               "--out", str(out), "--run-dir", str(run_dir), "--quiet"]
+    if mask.distilled:  # the teacher's answers to this instruction are the targets; no label is read
+        cmd += ["--distill-from", mask.instruction]
     t = time.time()
     with open(log_file, "w") as f:
         rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -39,12 +46,16 @@ def retrain(masks: list[Trained], mask_dir: Path, *, model: str = "tiny", jobs: 
     """Retrain ``masks``, ``jobs`` at a time. Returns the wall time in seconds."""
     t0 = time.time()
     log(f"retraining {len(masks)} masks, {jobs} at a time")
-    pool = ThreadPoolExecutor(jobs)
-    try:
-        rcs = list(pool.map(lambda m: train_one(m, Path(mask_dir), model=model, log=log), masks))
-    finally:  # on Ctrl-C the running trainers get the signal too; the queued masks must not start after it
-        pool.shutdown(wait=True, cancel_futures=True)
-    failed = [str(m) for m, rc in zip(masks, rcs) if rc]
+    # predictors last: the masks method regresses onto the masks retrained first
+    phases = [[m for m in masks if not isinstance(m, PredictorFile)], [m for m in masks if isinstance(m, PredictorFile)]]
+    failed = []
+    for phase in phases:
+        pool = ThreadPoolExecutor(jobs)
+        try:
+            rcs = list(pool.map(lambda m: train_one(m, Path(mask_dir), model=model, log=log), phase))
+        finally:  # on Ctrl-C the running trainers get the signal too; the queued masks must not start after it
+            pool.shutdown(wait=True, cancel_futures=True)
+        failed += [str(m) for m, rc in zip(phase, rcs) if rc]
     if failed:
         raise AhaError(f"mask training failed for {', '.join(failed)}; see {RUNS / 'logs'}")
     return time.time() - t0
