@@ -95,6 +95,12 @@ def test_refusals(mini, tmp_path):
         PredictorConfig(method="nearest")
     with pytest.raises(AhaError, match="needs a trained mask for every task"):
         train_predictor(mini, PredictorConfig(method="masks"), masks={"gr": masks["gr"]}, progress=False)
+    # on the command line: a predictor of another model is one line, exit 2, nothing written
+    other = tmp_path / "mini-predictor.safetensors"
+    pred.save(other)
+    target = tmp_path / "x.safetensors"
+    assert main(["predict-mask", "-i", "Transcribe.", "--predictor", str(other), "--out", str(target)]) == 2
+    assert not target.exists()
     not_a_predictor = tmp_path / "gr.safetensors"
     masks["gr"].save(not_a_predictor)
     with pytest.raises(AhaError, match="not an aha-interp predictor"):

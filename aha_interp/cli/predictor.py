@@ -104,7 +104,7 @@ def train_predictor(
         hf_logging.disable_progress_bar()
     lalm = load_model(model, device=device)
     given = {t: HeadMask.load(masks / f"{t}.safetensors") for t in chosen} if method == "masks" else None
-    pred = fit(lalm, cfg, masks=given, progress=not quiet, log=None if quiet else None)
+    pred = fit(lalm, cfg, masks=given, progress=not quiet)
     if holdout:
         pred.record["holdout"] = holdout
     pred.save(out)

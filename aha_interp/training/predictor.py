@@ -265,6 +265,8 @@ def train_predictor(lalm, cfg: PredictorConfig, *, masks: dict[str, HeadMask] | 
               "method": cfg.method, "tasks": list(cfg.tasks), "wordings": [w for _, w in wordings],
               "config": {k: v for k, v in asdict(cfg).items() if k not in ("threads",)},
               "final_loss": losses[-1] if losses else None, "train_seconds": round(time.time() - t0, 1)}
+    if masks:  # which masks it learned: the active heads of each, as L{l}H{h} labels
+        record["targets"] = {t: masks[t].binary().active_labels for t in cfg.tasks}
     record["config"]["tasks"] = list(cfg.tasks)
     return Predictor(net, record)
 
