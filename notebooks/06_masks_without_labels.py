@@ -54,6 +54,8 @@ from aha_interp.cli.predictor import SHIPPED_PREDICTOR
 FAST = os.environ.get("AHA_FAST") == "1"
 N_CLIPS, N_TEST, STEPS, LR = (48, 24, 40, 0.3) if FAST else (400, 200, 200, 0.1)
 torch.set_num_threads(1)
+from transformers.utils import logging as hf_logging
+hf_logging.disable_progress_bar()  # no loading bar in the stored outputs
 lalm = load_model("tiny")
 work = Path(tempfile.mkdtemp())
 MASKS = Path("../masks/tiny")  # the committed label-trained masks, for comparison

@@ -20,8 +20,10 @@ def reproduce(
                                                                    "runs/reproduce-fast/ with --fast).")] = None,
     fast: Annotated[bool, typer.Option("--fast", help="Few clips per point and shorter sweeps: a smoke run "
                                                       "of every experiment in under 3 minutes.")] = False,
-    retrain: Annotated[bool, typer.Option("--retrain", help="Retrain all 36 masks with `aha-interp train` first "
-                                                            "(about 50 min on 2 cores).")] = False,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Retrain every committed mask and predictor first: "
+                                                            "36 label masks and 17 distilled masks with `aha-interp "
+                                                            "train`, then 12 predictors with `aha-interp "
+                                                            "train-predictor` (about 2 h on 2 cores).")] = False,
     masks: Annotated[Path, typer.Option(help="Folder of the committed masks.")] = Path("masks/tiny"),
     model: ModelOpt = "tiny",
     workers: Annotated[int, typer.Option(help="Worker processes (one thread each).")] = 2,

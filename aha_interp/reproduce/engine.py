@@ -65,7 +65,9 @@ def model_fingerprint(model: str) -> str:
     from ..models.lalm import resolve_model
 
     folder = Path(resolve_model(model))
-    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    # the weights alone (model.safetensors, model-0000k-of-0000n.safetensors): other files beside them, such as the
+    # tiny model's shipped predictor, do not change what the model computes
+    files = sorted(folder.glob("model*.safetensors")) if folder.is_dir() else []
     return "+".join(_file_digest(f) for f in files) if files else str(model)
 
 

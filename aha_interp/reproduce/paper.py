@@ -16,6 +16,10 @@ lambda      ``embedded/fig5_lambda.{png,pdf}``, ``tables/lambda.{csv,md}``
 seeds       ``embedded/seeds.{png,pdf}``, ``tables/seeds.{csv,md}``, ``tables/seed_overlap.{csv,md}``
 algebra     ``embedded/algebra.{png,pdf}``, ``tables/algebra.{csv,md}``
 layers      ``embedded/layer_profiles.{png,pdf}``, ``embedded/masks.{png,pdf}``, ``tables/layer_profile_tiny.csv``
+distilled   ``embedded/distilled.{png,pdf}``, ``tables/distilled{,_summary}.{csv,md}``: masks without labels
+wordings    ``embedded/distilled_wordings.{png,pdf}``, ``tables/distilled_wordings{,_spread}.{csv,md}``
+predictor   ``embedded/fig2_predicted.{png,pdf}``, ``embedded/mask_agreement.{png,pdf}``,
+            ``tables/predicted_masks{,_summary}.{csv,md}``, ``tables/mask_agreement.{csv,md}``
 salmonn     ``salmonn/…`` from the released SALMONN-13B masks, where they are available
 ==========  ==========================================================================================
 
