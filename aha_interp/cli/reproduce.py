@@ -21,7 +21,7 @@ def reproduce(
     fast: Annotated[bool, typer.Option("--fast", help="Few clips per point and shorter sweeps: a smoke run "
                                                       "of every experiment in under 3 minutes.")] = False,
     retrain: Annotated[bool, typer.Option("--retrain", help="Retrain every committed mask and predictor first: "
-                                                            "36 label masks and 14 distilled masks with `aha-interp "
+                                                            "36 label masks and 11 distilled masks with `aha-interp "
                                                             "train`, then 12 predictors with `aha-interp "
                                                             "train-predictor` (about 2 h on 2 cores).")] = False,
     masks: Annotated[Path, typer.Option(help="Folder of the committed masks.")] = Path("masks/tiny"),
