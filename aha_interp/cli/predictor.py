@@ -10,16 +10,15 @@ import typer
 
 from ..data.tasks import ALL_TASKS
 from ..errors import AhaError
-from ._common import ModelOpt, count, log, number, out_file, seed as check_seed
+from ._common import ModelOpt, check_task, count, log, number, out_file, seed as check_seed
+from .models import MAX_THREADS
 
 #: the predictor shipped with the embedded model (``--model tiny`` needs no --predictor)
 SHIPPED_PREDICTOR = Path(__file__).resolve().parents[1] / "assets" / "tiny-lalm" / "predictor.safetensors"
-METHODS = ("objective", "masks")
+METHODS = ("objective", "masks")  # training.predictor.METHODS, spelled out: importing it here would load torch
 
 
 def _tasks(tasks: Optional[str], holdout: Optional[str]) -> tuple[str, ...]:
-    from ._common import check_task
-
     chosen = tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else ALL_TASKS
     for t in chosen:
         if t not in ALL_TASKS:
@@ -75,7 +74,7 @@ def train_predictor(
     count("--batch-size", batch_size)
     count("--hidden", hidden, high=1 << 16)
     count("--n-train", n_train)
-    count("--threads", threads, high=1024)
+    count("--threads", threads, high=MAX_THREADS)
     number("--lr", lr, high=10.0)
     check_seed("--seed", seed)
     if out.suffix != ".safetensors":

@@ -589,5 +589,10 @@ def committed_masks(names=tuple(REGISTRY), plan: Plan = FULL) -> list[Trained]:
     """The committed masks the experiments ``names`` read, each once: seed 0 and λ 0 first, then by seed and λ,
     then the distilled masks (from the training instruction first) and the predictors."""
     refs = {m for name in names for m in REGISTRY[name].masks(plan)}
-    return sorted(refs, key=lambda m: (isinstance(m, PredictorFile), bool(m.distilled), m.distilled != "seen0", m.lam, m.seed,
-                                       ALL_TASKS.index(m.task) if m.task in ALL_TASKS else len(ALL_TASKS), str(m)))
+
+    def order(m):
+        if isinstance(m, PredictorFile):  # last: the masks method regresses onto the masks before it
+            return (1, 0, 0.0, 0, 0, m.name)
+        return (0, (m.distilled != "") + (m.distilled not in ("", "seen0")), m.lam, m.seed, ALL_TASKS.index(m.task), "")
+
+    return sorted(refs, key=order)

@@ -191,12 +191,6 @@ class PredictorFile:
     def __str__(self) -> str:
         return f"predictor-{self.name}"
 
-    @property
-    def task(self) -> str:  # the retrain order and the run folders sort by task
-        return self.name
-
-    seed, lam, distilled = 0, 0.0, ""
-
     def path(self, mask_dir: str | Path) -> Path:
         return Path(mask_dir) / "predictor" / f"{self.name}.safetensors"
 

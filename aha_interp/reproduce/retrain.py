@@ -33,8 +33,8 @@ def train_one(mask: Trained, mask_dir: Path, *, model: str = "tiny", log=print) 
         cmd = [sys.executable, "-m", "aha_interp.cli", "train", "--model", model, "--task", mask.task,
                "--seed", str(mask.seed), "--lam", str(mask.lam), "--steps", str(MASK_STEPS),
                "--out", str(out), "--run-dir", str(run_dir), "--quiet"]
-    if mask.distilled:  # the teacher's answers to this instruction are the targets; no label is read
-        cmd += ["--distill-from", mask.instruction]
+        if mask.distilled:  # the teacher's answers to this instruction are the targets; no label is read
+            cmd += ["--distill-from", mask.instruction]
     t = time.time()
     with open(log_file, "w") as f:
         rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})

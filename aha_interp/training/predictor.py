@@ -26,10 +26,9 @@ tasks, wordings); it refuses a model with another config or geometry. Nothing is
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +118,6 @@ class PredictorConfig:
     n_train: int = 300
     seed: int = 0
     threads: int = 1
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         from ..data.tasks import ALL_TASKS, check_task
@@ -267,7 +265,6 @@ def train_predictor(lalm, cfg: PredictorConfig, *, masks: dict[str, HeadMask] | 
               "final_loss": losses[-1] if losses else None, "train_seconds": round(time.time() - t0, 1)}
     if masks:  # which masks it learned: the active heads of each, as L{l}H{h} labels
         record["targets"] = {t: masks[t].binary().active_labels for t in cfg.tasks}
-    record["config"]["tasks"] = list(cfg.tasks)
     return Predictor(net, record)
 
 
@@ -328,7 +325,3 @@ def _fit_objective(lalm, net, feats, wordings, cfg, progress, log) -> list[float
         bar.close()
     return losses
 
-
-def predictor_digest(path: str | Path) -> str:
-    """Digest of a predictor file (part of an evaluation's cache key)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
