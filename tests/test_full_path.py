@@ -96,7 +96,8 @@ def test_gumbel_sigmoid_is_hard_forward_soft_backward():
 
 
 @pytest.mark.parametrize("bad", [["--task", "nope"], ["--task", "gr", "--noise", "gauss"], ["--task", "gr", "--steps", "0"],
-                                 ["--task", "gr", "--lam", "-1"]])
+                                 ["--task", "gr", "--lam", "-1"], ["--task", "gr", "--loss", "mean"],
+                                 ["--task", "gr", "--first-weight", "0"], ["--task", "gr", "--first-tokens", "-2"]])
 def test_train_rejects_bad_arguments_before_loading(bad, tmp_path, capsys):
     out = tmp_path / "m.safetensors"
     assert main(["train", "--model", str(tmp_path / "no-model"), *bad, "--out", str(out)]) == 2
@@ -262,3 +263,58 @@ def test_configs_refuse_non_finite_numbers(field):
             MaskTrainConfig(task="gr", **{field: bad})
     with pytest.raises(AhaError, match="finite"):
         EmbeddedConfig(minutes=float("nan"))
+
+
+def test_answer_weights_token_sequence_and_first_tokens():
+    from aha_interp.training.mask import answer_weights
+
+    labels = torch.tensor([[-100, -100, 5, 6, 7, 8], [-100, 5, 6, -100, -100, -100]])
+    on = (labels != -100).float()
+    torch.testing.assert_close(answer_weights(labels), on)
+    seq = answer_weights(labels, "sequence")
+    torch.testing.assert_close(seq.sum(-1), torch.ones(2))  # each answer weighs 1, whatever its length
+    torch.testing.assert_close(seq[0, 2:], torch.full((4,), 0.25))
+    first = answer_weights(labels, "token", first_tokens=2, first_weight=5.0)
+    torch.testing.assert_close(first, torch.tensor([[0, 0, 5, 5, 1, 1], [0, 5, 5, 0, 0, 0.]]))
+    both = answer_weights(labels, "sequence", first_tokens=1, first_weight=3.0)
+    torch.testing.assert_close(both[0, 2:], torch.tensor([3, 1, 1, 1.]) / 6)
+
+
+def test_loss_options_weight_the_answer_tokens_as_documented(mini_model):
+    """The loss mask_step reports is the weighted mean of the per-token cross-entropy, computed here by hand;
+    the default options leave the official loss (and the run key) untouched."""
+    from aha_interp.models.lalm import answer_ce
+    from aha_interp.training.mask import MaskGates, answer_weights, mask_step
+
+    lalm = load_model(mini_model)
+    lalm.freeze()
+    lalm.model.eval()
+    ex = make_examples("gr_asr", 4, seed=0)
+    inputs = lalm.build_inputs([e.audio for e in ex], None, [e.target for e in ex])
+    with torch.no_grad():
+        ce, _, labels = answer_ce(lalm.forward(inputs).logits, inputs["labels"])
+    results = {}
+    for name, weighting in [("plain", None), ("token", {"loss": "token", "first_tokens": 0, "first_weight": 1.0}),
+                            ("sequence", {"loss": "sequence", "first_tokens": 0, "first_weight": 1.0}),
+                            ("first", {"loss": "token", "first_tokens": 2, "first_weight": 10.0})]:
+        gates = MaskGates(torch.full(lalm.shape, 5.0))  # all heads on: the forward is the unmasked model's
+        opt = torch.optim.SGD(gates.parameters(), lr=0.0)
+        _, got, _ = mask_step(lalm, gates, opt, inputs, torch.zeros(4, *lalm.shape), tau=1.0, lam=0.0,
+                              weighting=weighting)
+        w = answer_weights(labels, **(weighting or {}))
+        assert got.item() == pytest.approx(((ce * w).sum() / w.sum()).item(), rel=1e-5)
+        results[name] = (got.item(), gates.logits.grad.clone())
+    assert results["token"][0] == pytest.approx(results["plain"][0], rel=1e-6)
+    torch.testing.assert_close(results["token"][1], results["plain"][1])
+    assert results["sequence"][0] != pytest.approx(results["plain"][0], rel=1e-4)
+    assert results["first"][0] != pytest.approx(results["plain"][0], rel=1e-4)
+    plain = MaskTrainConfig(task="gr")
+    assert plain.key("m", "d") == MaskTrainConfig(task="gr", loss="token", first_tokens=3, first_weight=1.0).key("m", "d")
+    assert plain.key("m", "d") != MaskTrainConfig(task="gr", first_tokens=3, first_weight=2.0).key("m", "d")
+    assert plain.key("m", "d") != MaskTrainConfig(task="gr", loss="sequence").key("m", "d")
+    from aha_interp.errors import AhaError
+
+    with pytest.raises(AhaError, match="unknown loss"):
+        MaskTrainConfig(task="gr", loss="mean")
+    with pytest.raises(AhaError, match="first tokens"):
+        MaskTrainConfig(task="gr", first_weight=0.0)

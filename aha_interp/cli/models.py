@@ -109,6 +109,13 @@ def train(
     train_voices: Annotated[str, typer.Option(metavar="original|all", help="Voices of the synthetic training clips: "
                                               "original (the ten original espeak-ng voice variants) or all (every "
                                               "training speaker of the shipped tiny model).")] = "original",
+    loss: Annotated[str, typer.Option(metavar="token|sequence", help="Cross-entropy averaged over the batch's answer "
+                                      "tokens (token, official) or per answer, then over answers (sequence).")]
+    = "token",
+    first_tokens: Annotated[int, typer.Option(help="With --first-weight: how many of each answer's first tokens "
+                                              "weigh more (where a composite answer picks its format).")] = 0,
+    first_weight: Annotated[float, typer.Option(help="Weight of each answer's first --first-tokens tokens in the "
+                                                "loss (1: none).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same mask.")] = 0,
     threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
     manifest: Manifest = None,
@@ -144,6 +151,7 @@ def train(
     Examples:
       aha-interp train --task gr --out gr.safetensors --steps 200
       aha-interp train --task asr --train-voices all --lam 0.01 --seed 1 --out asr-s1.safetensors
+      aha-interp train --task json --first-tokens 4 --first-weight 5 --out json.safetensors
       aha-interp train --task accent --metric accuracy --labels us,uk --dataset data/accents --out accent.safetensors
       aha-interp train --task gr --distill-from "What is the gender of the speaker?" --out gr-distilled.safetensors
       torchrun --nproc-per-node 2 -m aha_interp.cli train --task gr --device cuda --out gr.safetensors
@@ -177,6 +185,12 @@ def train(
     number("--lr", lr, high=MAX_LR)
     number("--lam", lam, high=MAX_LAM, low_open=False)
     number("--tau-end", tau_end, low=TAU_RANGE[0], high=TAU_RANGE[1], low_open=False)
+    from ..training.mask import LOSSES
+
+    if loss not in LOSSES:
+        raise AhaError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    count("--first-tokens", first_tokens, low=0)
+    number("--first-weight", first_weight, high=MAX_LAM)
     out_file(out)
     out_dir(run_dir if run_dir is not None else Path("runs"), "--run-dir")
     _check_device_dtype(device, dtype)
@@ -189,7 +203,8 @@ def train(
 
     # the config validates noise and ranges before any model is loaded
     cfg = MaskTrainConfig(task=task, steps=steps, batch_size=batch_size, lr=lr, lam=lam, noise=noise, tau_end=tau_end,
-                          n_train=n_train, seed=seed, threads=threads, train_voices=train_voices, kl=distill_kl)
+                          n_train=n_train, seed=seed, threads=threads, train_voices=train_voices, kl=distill_kl,
+                          loss=loss, first_tokens=first_tokens, first_weight=first_weight)
 
     from ..models.lalm import load_model
     from ..training.distributed import enable_checkpointing, init_distributed

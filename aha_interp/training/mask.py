@@ -7,7 +7,9 @@ Faithful to the official AHAMask code by default:
   ``g = log E, E ~ Exp(1)`` (left-tailed; ``noise="left-tail"``), logistic noise is an option;
 * τ falls linearly 4.0 → 0.05 over the first 30 % of steps, then stays;
 * AdamW (no weight decay on the mask), linear warm-up from 1e-6, then cosine to ``min_lr``;
-* loss = cross-entropy of the answer + λ · (number of active heads) — heads only, no FFN slots;
+* loss = cross-entropy of the answer (a mean over the batch's answer tokens) + λ · (number of active heads) —
+  heads only, no FFN slots; ``loss="sequence"`` (a mean per answer, then over answers) and ``first_weight`` (the
+  answer's first ``first_tokens`` tokens count ``first_weight`` times) are options;
 * the inference mask is ``logit >= 0``.
 
 The official run is 90k steps at peak lr 1e-2; the default here is 500 steps at peak lr 0.1 so that
@@ -65,6 +67,9 @@ class MaskTrainConfig:
     n_train: int = 2000
     train_voices: str = "original"
     kl: float = 0.0  # distillation: weight of the token-level KL to the teacher (examples carry its top-k)
+    loss: str = "token"  # or "sequence": each answer's mean, then the mean over answers
+    first_tokens: int = 0  # the answer's first tokens, where a composite answer picks its format …
+    first_weight: float = 1.0  # … count this many times in the loss
     seed: int = 0
     threads: int = 1
     checkpoint_every: int = 100
@@ -88,6 +93,15 @@ class MaskTrainConfig:
             raise AhaError("λ must be ≥ 0 and τ must be positive")
         if self.kl < 0:
             raise AhaError("the KL weight must be ≥ 0")
+        if self.loss not in LOSSES:
+            raise AhaError(f"unknown loss {self.loss!r}; use {' or '.join(LOSSES)}")
+        if self.first_tokens < 0 or self.first_weight <= 0:
+            raise AhaError("first tokens must be ≥ 0 and their weight > 0")
+
+    @property
+    def plain_loss(self) -> bool:
+        """The official loss: every answer token of the batch weighs the same."""
+        return self.loss == "token" and (self.first_tokens == 0 or self.first_weight == 1.0)
 
     def tau(self, step: int) -> float:
         """τ at ``step``: linear from ``tau_start`` to ``tau_end`` over ``tau_decay_frac`` of the run."""
@@ -105,7 +119,33 @@ class MaskTrainConfig:
         d.pop("threads")
         if not d["kl"]:  # runs from before the KL option keep their folders
             d.pop("kl")
+        if self.plain_loss:  # … and from before the loss options
+            for k in ("loss", "first_tokens", "first_weight"):
+                d.pop(k)
         return hashlib.sha256(json.dumps([d, model_id, data], sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: ways to average the answer's cross-entropy over a batch
+LOSSES = ("token", "sequence")
+
+
+def answer_weights(labels: torch.Tensor, loss: str = "token", first_tokens: int = 0,
+                   first_weight: float = 1.0) -> torch.Tensor:
+    """Weight of each answer token in the loss, ``[B, T]`` for shifted ``labels`` ``[B, T]`` (0 off the answer).
+
+    ``token``: 1 per answer token (the loss divides by their global sum: the token mean). ``sequence``: each
+    answer's weights sum to 1, so a short answer weighs as much as a long one. The first ``first_tokens`` tokens of
+    each answer are multiplied by ``first_weight`` before either normalisation."""
+    from ..models.adapters import IGNORE
+
+    on = (labels != IGNORE).float()
+    w = on.clone()
+    if first_tokens and first_weight != 1.0:
+        rank = on.cumsum(-1) - 1  # 0 at an answer's first token
+        w = torch.where((rank < first_tokens) & (on > 0), w * first_weight, w)
+    if loss == "sequence":
+        w = w / w.sum(-1, keepdim=True).clamp(min=1e-12)
+    return w
 
 
 # --------------------------------------------------------------------------------------------- the gates
@@ -139,7 +179,7 @@ class MaskGates(torch.nn.Module):
 
 # --------------------------------------------------------------------------------------------- one step
 def mask_step(lalm, gates_module, opt, inputs, noise: torch.Tensor, tau: float, lam: float, *,
-              teacher: list | None = None, kl: float = 0.0):
+              teacher: list | None = None, kl: float = 0.0, weighting: dict | None = None):
     """One optimisation step of the mask, for one process or one of N data-parallel ones.
 
     ``noise`` ``[b, L, H]`` holds this process's examples (one sample each). The loss is the answer's summed
@@ -150,20 +190,28 @@ def mask_step(lalm, gates_module, opt, inputs, noise: torch.Tensor, tau: float, 
     Distillation: ``teacher`` holds, per row, the teacher's top-k ``(token ids [T, k], log-probs [T, k])`` along
     its answer; ``kl`` > 0 adds ``kl`` · KL(teacher ‖ student) per answer token (the teacher renormalised on its
     top k), over the same token count as the cross-entropy.
+
+    ``weighting``: ``{"loss", "first_tokens", "first_weight"}`` for :func:`answer_weights` (``None``: the plain
+    token mean); both terms are then weighted per token and divided by the global sum of the weights.
     """
     from ..models.adapters import IGNORE
 
     dist, _, world, _ = current()
     gates = gates_module(noise, tau)
-    count = (inputs["labels"][:, 1:] != IGNORE).sum().to(lalm.device, torch.float64)
+    weights = None
+    if weighting is not None:
+        weights = answer_weights(inputs["labels"][:, 1:].to(lalm.device), **weighting)
+        count = weights.sum().to(torch.float64)
+    else:
+        count = (inputs["labels"][:, 1:] != IGNORE).sum().to(lalm.device, torch.float64)
     if dist is not None:
         dist.all_reduce(count)
     opt.zero_grad(set_to_none=True)
     # backward inside the block: with gradient checkpointing the backward pass re-runs the forward, which
     # must see the same gates
     with lalm.masked(gates):
-        if kl and teacher is not None:
-            ce_sum, kl_sum = _ce_and_kl(lalm, inputs, teacher)
+        if weights is not None or (kl and teacher is not None):
+            ce_sum, kl_sum = _ce_and_kl(lalm, inputs, teacher if kl else None, weights)
             ce = ce_sum / count.clamp(min=1).float()
             kl_term = kl * kl_sum / count.clamp(min=1).float()
         else:
@@ -184,15 +232,19 @@ def mask_step(lalm, gates_module, opt, inputs, noise: torch.Tensor, tau: float, 
     return parts[0] + lam * parts[1], parts[0], parts[1]
 
 
-def _ce_and_kl(lalm, inputs, teacher) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed answer cross-entropy and summed KL(teacher top-k ‖ student) from one forward pass."""
+def _ce_and_kl(lalm, inputs, teacher, weights=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed answer cross-entropy and summed KL(teacher top-k ‖ student) from one forward pass, each token
+    weighted by ``weights`` ``[B, T-1]`` (default 1)."""
     from ..models.adapters import IGNORE
     from ..models.lalm import answer_ce
 
     ce, logits, labels = answer_ce(lalm.forward(inputs).logits, inputs["labels"])
-    ce_sum = (ce * (labels != IGNORE)).sum()
-    logq = torch.log_softmax(logits, -1)
+    plain = weights is None
+    ce_sum = (ce * ((labels != IGNORE) if plain else weights)).sum()
     kl_sum = logits.new_zeros(())
+    if teacher is None:
+        return ce_sum, kl_sum
+    logq = torch.log_softmax(logits, -1)
     for row, (idx, logp) in enumerate(teacher):
         pos = (labels[row] != IGNORE).nonzero().squeeze(-1)
         idx = torch.as_tensor(idx, device=logits.device, dtype=torch.long)
@@ -201,7 +253,8 @@ def _ce_and_kl(lalm, inputs, teacher) -> tuple[torch.Tensor, torch.Tensor]:
             raise AhaError(f"the teacher's answer has {len(idx)} tokens, the training row {len(pos)}; the teacher "
                            "cache does not belong to these clips: delete the run folder's teacher files")
         logp = logp - torch.logsumexp(logp, -1, keepdim=True)  # the teacher on its top k, renormalised
-        kl_sum = kl_sum + (logp.exp() * (logp - logq[row, pos].gather(-1, idx))).sum()
+        kl_tok = logp.exp() * (logp - logq[row, pos].gather(-1, idx))  # [answer tokens, k]
+        kl_sum = kl_sum + (kl_tok.sum() if plain else (weights[row, pos] * kl_tok.sum(-1)).sum())
     return ce_sum, kl_sum
 
 
@@ -469,7 +522,10 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *,
         gates.logits.detach().cpu(), model=lalm.model_id, task=cfg.task, lam=cfg.lam,
         tau={"start": cfg.tau_start, "end": cfg.tau_end, "decay_frac": cfg.tau_decay_frac},
         seed=cfg.seed, steps=cfg.steps, threshold=0.0, source=str(run.path),
-        extra={**({"kl": cfg.kl} if cfg.kl else {}), "noise": cfg.noise, "lr": cfg.lr, "batch_size": cfg.batch_size, "n_train": len(examples),
+        extra={**({"kl": cfg.kl} if cfg.kl else {}),
+               **({} if cfg.plain_loss else {"loss": cfg.loss, "first_tokens": cfg.first_tokens,
+                                             "first_weight": cfg.first_weight}),
+               "noise": cfg.noise, "lr": cfg.lr, "batch_size": cfg.batch_size, "n_train": len(examples),
                "train_voices": cfg.train_voices, "init": [cfg.init_mean, cfg.init_std],
                "final_loss": final.get("loss"), "final_ce": final.get("ce"),
                "train_seconds": round(time.time() - t0, 1), **lalm.mask_extra(), **(meta or {})},
@@ -494,6 +550,8 @@ def _loop(lalm, cfg: MaskTrainConfig, examples, gates: MaskGates, opt, gen, data
         gate_fn = DistributedDataParallel(gates, device_ids=[dev.index] if dev.type == "cuda" else None)
     share = cfg.batch_size // world
     mine = slice(rank * share, (rank + 1) * share)
+    weighting = None if cfg.plain_loss else {"loss": cfg.loss, "first_tokens": cfg.first_tokens,
+                                             "first_weight": cfg.first_weight}
     bar = None
     if progress and run.lead:
         from tqdm.auto import tqdm
@@ -509,7 +567,7 @@ def _loop(lalm, cfg: MaskTrainConfig, examples, gates: MaskGates, opt, gen, data
             g["lr"] = lr
         teacher = [e.meta["teacher_top"] for e in batch] if cfg.kl else None
         loss, ce, active = mask_step(lalm, gate_fn, opt, inputs, noise[mine].to(lalm.device), tau, cfg.lam,
-                                     teacher=teacher, kl=cfg.kl)
+                                     teacher=teacher, kl=cfg.kl, weighting=weighting)
         n_on = int((gates.logits.detach() >= 0).sum())
         rec = {"step": step + 1, "loss": round(loss.item(), 5), "ce": round(ce.item(), 5), "tau": round(tau, 4),
                "lr": round(lr, 6), "active": n_on, "sampled_active": round(active.item(), 2)}

@@ -1,0 +1,218 @@
+"""Mask-recipe sweep: which training recipe brings the composite, translation and SER masks of the embedded
+model to the instruction's level?
+
+Each recipe changes one lever of the committed recipe (500 steps, batch 16, lr 0.1, token-mean cross-entropy,
+left-tail noise, λ 0, the ten original voices, labels). Every (recipe, task) mask is trained on the same 2000
+clips (seed 0) and scored on the same 100 held-out-voice test clips (seed 0) as the instruction, no
+instruction and a random mask with as many heads; 95 % bootstrap intervals.
+
+    # train the masks of one recipe (one process per core; resumable: the run folders are runs/recipes/…)
+    .venv/bin/python experiments/mask_recipes.py train first4x5 --tasks json,gr_asr,asr_gr,s2tt,ser
+    # score every mask there is; write figures/tables/mask_recipes.{csv,md} and mask_recipes_outputs.md
+    .venv/bin/python experiments/mask_recipes.py table
+
+The masks land in ``masks/tiny/recipes/<recipe>/<task>.safetensors`` with their wall times (``train_seconds``:
+the training loop; ``wall_seconds``: clip synthesis and model load included; ``beside``: how many other
+CPU-heavy jobs shared the machine). ``default`` and ``distilled`` are the committed masks, not retrained.
+Scores already in the CSV are kept while the mask file is unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS = ("asr_gr", "gr_asr", "json", "s2tt", "ser")
+N, SEED = 100, 0
+#: recipe name → the MaskTrainConfig fields it changes ("distill": trained on the instructed model's answers)
+RECIPES: dict[str, dict] = {
+    "default": {},
+    "distilled": {"distill": True},
+    "first4x5": {"first_tokens": 4, "first_weight": 5.0},
+    "first1x20": {"first_tokens": 1, "first_weight": 20.0},
+    "sequence": {"loss": "sequence"},
+    "steps2000": {"steps": 2000},
+    "batch32": {"batch_size": 32},
+    "voices-all": {"train_voices": "all"},
+    "logistic": {"noise": "logistic"},
+    "distilled-first4x5": {"distill": True, "first_tokens": 4, "first_weight": 5.0},
+}
+TABLES = ROOT / "figures" / "tables"
+
+
+def mask_file(recipe: str, task: str) -> Path:
+    if recipe == "default":
+        return ROOT / "masks" / "tiny" / f"{task}.safetensors"
+    if recipe == "distilled":
+        return ROOT / "masks" / "tiny" / "distilled" / f"{task}-distil-seen0.safetensors"
+    return ROOT / "masks" / "tiny" / "recipes" / recipe / f"{task}.safetensors"
+
+
+def train(recipe: str, tasks: list[str], beside: int) -> None:
+    import torch
+
+    from aha_interp.data.prompts import eval_prompts
+    from aha_interp.data.tasks import check_task, make_examples
+    from aha_interp.models.lalm import load_model
+    from aha_interp.training.distill import distil_examples
+    from aha_interp.training.mask import MaskTrainConfig, train_mask
+
+    if recipe in ("default", "distilled"):
+        raise SystemExit(f"{recipe}: the committed masks; nothing to train")
+    fields = dict(RECIPES[recipe])
+    distill = fields.pop("distill", False)
+    torch.set_num_threads(1)
+    for task in tasks:
+        out = mask_file(recipe, task)
+        if out.exists():
+            print(f"{recipe}/{task}: {out.relative_to(ROOT)} exists", flush=True)
+            continue
+        t0 = time.time()
+        lalm = load_model("tiny")
+        cfg = MaskTrainConfig(task=task, **fields)
+        examples = make_examples(task, cfg.n_train, seed=cfg.seed, split="train",
+                                 extra_voices=cfg.train_voices == "all", progress=False)
+        if distill:  # the teacher: the same model, instructed with the task's first training wording
+            examples = distil_examples(lalm, examples, eval_prompts(task, "seen")[0], task=task, progress=False,
+                                       max_new_tokens=check_task(task).max_new_tokens,
+                                       cache_dir=ROOT / "runs" / "recipes" / recipe / f"{task}-teacher")
+        mask = train_mask(lalm, cfg, ROOT / "runs" / "recipes" / recipe / task, examples=examples, progress=False,
+                          meta={"recipe": recipe, "beside": beside})
+        mask = mask.with_meta(extra={**mask.meta.extra, "wall_seconds": round(time.time() - t0, 1)})
+        out.parent.mkdir(parents=True, exist_ok=True)
+        mask.save(out)
+        print(f"{recipe}/{task}: {mask.n_active} heads, loop {mask.meta.extra['train_seconds']} s, "
+              f"wall {round(time.time() - t0, 1)} s", flush=True)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def table(workers_note: str) -> None:
+    import pandas as pd
+    import torch
+
+    from aha_interp import HeadMask
+    from aha_interp._atomic import write_text_atomic
+    from aha_interp.data.tasks import make_examples
+    from aha_interp.evaluation.evaluate import evaluate
+    from aha_interp.models.lalm import load_model
+
+    torch.set_num_threads(int(os.environ.get("AHA_THREADS", "1")))
+    csv = TABLES / "mask_recipes.csv"
+    old = pd.read_csv(csv, keep_default_na=False).to_dict("records") if csv.exists() else []
+    have = {(r["recipe"], r["task"], r["condition"], r["mask_sha"]): r for r in old}
+    lalm, rows, samples = None, [], {}
+    for task in TASKS:
+        test = None
+        cells = [("instruction", "", None), ("none", "", None)]
+        for recipe in RECIPES:
+            f = mask_file(recipe, task)
+            if f.exists():
+                cells += [("mask", recipe, f), ("random", recipe, f)]
+        for condition, recipe, f in cells:
+            sha = _digest(f) if f else ""
+            row = have.get((recipe, task, condition, sha))
+            if row is None or (condition == "mask" and (recipe, task) not in _read_samples()):
+                if lalm is None:
+                    lalm = load_model("tiny")
+                if test is None:
+                    test = make_examples(task, N, seed=SEED, split="test", progress=False)
+                mask = None
+                extra: dict = {}
+                if f is not None:
+                    trained = HeadMask.load(f)
+                    extra = trained.meta.extra or {}
+                    mask = trained.binary() if condition == "mask" else trained.binary().random_like(seed=SEED)
+                res = evaluate(lalm, task, "mask" if mask is not None else condition, mask=mask, examples=test,
+                               seed=SEED, return_outputs=condition == "mask")
+                if condition == "mask":
+                    preds = res["predictions"]
+                    samples[(recipe, task)] = [str(p) for p in list(preds["prediction"])[:8]]
+                row = {"recipe": recipe, "task": task, "condition": condition, "metric": res["metric"],
+                       "value": res["value"], "ci_low": res["ci_low"], "ci_high": res["ci_high"], "n": res["n"],
+                       "n_active": res.get("n_active", ""), "steps": extra.get("steps", trained.meta.steps)
+                       if f else "", "train_seconds": extra.get("train_seconds", ""),
+                       "wall_seconds": extra.get("wall_seconds", ""), "beside": extra.get("beside", ""),
+                       "mask_sha": sha}
+                print(json.dumps({k: row[k] for k in ("recipe", "task", "condition", "value", "n_active")}),
+                      flush=True)
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    TABLES.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(csv, frame.to_csv(index=False))
+    _write_md(frame)
+    _write_samples(samples)
+
+
+def _read_samples() -> dict:
+    f = TABLES / "mask_recipes_outputs.jsonl"
+    if not f.exists():
+        return {}
+    out = {}
+    for line in f.read_text().splitlines():
+        r = json.loads(line)
+        out[(r["recipe"], r["task"])] = r["outputs"]
+    return out
+
+
+def _write_samples(new: dict) -> None:
+    from aha_interp._atomic import write_text_atomic
+
+    samples = {**_read_samples(), **new}
+    write_text_atomic(TABLES / "mask_recipes_outputs.jsonl", "".join(
+        json.dumps({"recipe": r, "task": t, "outputs": o}) + "\n" for (r, t), o in sorted(samples.items())))
+
+
+def _write_md(frame) -> None:
+    from aha_interp._atomic import write_text_atomic
+
+    lines = ["# Mask recipes (embedded tiny LALM)", "",
+             f"n = {N} held-out-voice test clips per cell (seed {SEED}), 95 % bootstrap intervals; masks trained on "
+             "2000 clips, seed 0. `ratio`: the mask's score over the instruction's (for WER, instruction over "
+             "mask). Wall times in seconds: the training loop, and end to end (clip synthesis, teacher answers, "
+             "model load); `beside`: other CPU-heavy jobs on the 2-core machine meanwhile.", ""]
+    lines += ["| task | recipe | metric | mask | ratio | random (same heads) | heads | steps | loop s | wall s | beside |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for task, g in frame.groupby("task", sort=False):
+        ins = g[g.condition == "instruction"].iloc[0]
+        none = g[g.condition == "none"].iloc[0]
+        lower = ins.metric in ("wer",)
+        lines.append(f"| {task} | *instruction* | {ins.metric} | {ins.value:.3f} [{ins.ci_low:.3f}, {ins.ci_high:.3f}] "
+                     f"| 1.00 | | | | | | |")
+        lines.append(f"| {task} | *no instruction* | {none.metric} | {none.value:.3f} [{none.ci_low:.3f}, "
+                     f"{none.ci_high:.3f}] | | | | | | | |")
+        for recipe, r in g[g.condition == "mask"].set_index("recipe").iterrows():
+            rnd = g[(g.condition == "random") & (g.recipe == recipe)].iloc[0]
+            ratio = (ins.value / r.value if r.value else float("inf")) if lower else \
+                (r.value / ins.value if ins.value else float("nan"))
+            lines.append(f"| {task} | {recipe} | {r.metric} | {r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] | "
+                         f"{ratio:.2f} | {rnd.value:.3f} | {r.n_active} | {r.steps} | {r.train_seconds} | "
+                         f"{r.wall_seconds} | {r.beside} |")
+    write_text_atomic(TABLES / "mask_recipes.md", "\n".join(lines) + "\n")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("recipe", choices=list(RECIPES))
+    t.add_argument("--tasks", default=",".join(TASKS))
+    t.add_argument("--beside", type=int, default=1, help="other CPU-heavy jobs running meanwhile (recorded)")
+    s = sub.add_parser("table")
+    s.add_argument("--note", default="")
+    args = p.parse_args()
+    if args.cmd == "train":
+        train(args.recipe, args.tasks.split(","), args.beside)
+    else:
+        table(args.note)
+
+
+if __name__ == "__main__":
+    main()
