@@ -8,7 +8,7 @@ instruction and a random mask with as many heads; 95 % bootstrap intervals.
 
     # train the masks of one recipe (one process per core; resumable: the run folders are runs/recipes/…)
     .venv/bin/python experiments/mask_recipes.py train first4x5 --tasks json,gr_asr,asr_gr,s2tt,ser
-    # score every mask there is; write figures/tables/mask_recipes.{csv,md} and mask_recipes_outputs.md
+    # score every mask there is; write figures/tables/mask_recipes.{csv,md} and mask_recipes_outputs.jsonl
     .venv/bin/python experiments/mask_recipes.py table
 
 The masks land in ``masks/tiny/recipes/<recipe>/<task>.safetensors`` with their wall times (``train_seconds``:
@@ -97,7 +97,9 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def table(only: list[str]) -> None:
+def table(only: list[str], n: int = N, recipes: list[str] | None = None, out: str = "mask_recipes") -> None:
+    """Score every mask of ``recipes`` (default: all) on ``n`` test clips of each task in ``only``; rows of
+    other tasks already in ``figures/tables/<out>.csv`` are kept."""
     import pandas as pd
     import torch
 
@@ -108,14 +110,15 @@ def table(only: list[str]) -> None:
     from aha_interp.models.lalm import load_model
 
     torch.set_num_threads(int(os.environ.get("AHA_THREADS", "1")))
-    csv = TABLES / "mask_recipes.csv"
+    csv = TABLES / f"{out}.csv"
     old = pd.read_csv(csv, keep_default_na=False).to_dict("records") if csv.exists() else []
     have = {(r["recipe"], r["task"], r["condition"], r["mask_sha"]): r for r in old}
     lalm, rows, samples = None, [], {}
-    for task in TASKS:
+    tasks = list(dict.fromkeys([*TASKS, *only]))
+    for task in tasks:
         test = None
         cells = [("instruction", "", None), ("none", "", None)]
-        for recipe in RECIPES:
+        for recipe in recipes or RECIPES:
             f = mask_file(recipe, task)
             if f.exists():
                 cells += [("mask", recipe, f), ("random", recipe, f)]
@@ -126,11 +129,11 @@ def table(only: list[str]) -> None:
                 if row is not None:
                     rows.append(row)
                 continue
-            if row is None or (condition == "mask" and (recipe, task) not in _read_samples()):
+            if row is None or (condition == "mask" and (recipe, task) not in _read_samples(out)):
                 if lalm is None:
                     lalm = load_model("tiny")
                 if test is None:
-                    test = make_examples(task, N, seed=SEED, split="test", progress=False)
+                    test = make_examples(task, n, seed=SEED, split="test", progress=False)
                 mask = None
                 extra: dict = {}
                 if f is not None:
@@ -153,12 +156,36 @@ def table(only: list[str]) -> None:
     frame = pd.DataFrame(rows)
     TABLES.mkdir(parents=True, exist_ok=True)
     write_text_atomic(csv, frame.to_csv(index=False))
-    _write_md(frame)
-    _write_samples(samples)
+    _write_md(frame, n, out)
+    _write_samples(samples, out)
 
 
-def _read_samples() -> dict:
-    f = TABLES / "mask_recipes_outputs.jsonl"
+def output_format(task: str, output: str) -> str:
+    """What a greedy answer is, by its shape: the right format or which other task's answer it looks like."""
+    from aha_interp.data.tasks import EMOTIONS, LEXICON
+
+    o = output.strip()
+    words = o.replace("|", " ").split()
+    gender = o in ("male", "female")
+    if task == "json":
+        return "JSON" if o.startswith("{") else "other composite" if "|" in o else "gender alone" if gender else "other"
+    if task in ("gr_asr", "asr_gr"):
+        parts = [p.strip() for p in o.split("|")]
+        if len(parts) == 2:
+            right = parts[0] in ("male", "female") if task == "gr_asr" else parts[1] in ("male", "female")
+            return "right order" if right else "other order"
+        return "gender alone" if gender else "no separator"
+    if task == "s2tt":
+        es = set(LEXICON.values())
+        n_es = sum(w in es for w in words)
+        return "Spanish" if words and n_es == len(words) else "none Spanish" if not n_es else "mixed"
+    if task == "ser":
+        return "an emotion" if o in EMOTIONS else "gender" if gender else "other"
+    return "other"
+
+
+def _read_samples(out: str) -> dict:
+    f = TABLES / f"{out}_outputs.jsonl"
     if not f.exists():
         return {}
     out = {}
@@ -168,19 +195,19 @@ def _read_samples() -> dict:
     return out
 
 
-def _write_samples(new: dict) -> None:
+def _write_samples(new: dict, out: str) -> None:
     from aha_interp._atomic import write_text_atomic
 
-    samples = {**_read_samples(), **new}
-    write_text_atomic(TABLES / "mask_recipes_outputs.jsonl", "".join(
+    samples = {**_read_samples(out), **new}
+    write_text_atomic(TABLES / f"{out}_outputs.jsonl", "".join(
         json.dumps({"recipe": r, "task": t, "outputs": o}) + "\n" for (r, t), o in sorted(samples.items())))
 
 
-def _write_md(frame) -> None:
+def _write_md(frame, n: int, out: str) -> None:
     from aha_interp._atomic import write_text_atomic
 
     lines = ["# Mask recipes (embedded tiny LALM)", "",
-             f"n = {N} held-out-voice test clips per cell (seed {SEED}), 95 % bootstrap intervals; masks trained on "
+             f"n = {n} held-out-voice test clips per cell (seed {SEED}), 95 % bootstrap intervals; masks trained on "
              "2000 clips, seed 0. `ratio`: the mask's score over the instruction's (for WER, instruction over "
              "mask). Wall times in seconds: the training loop, and end to end (clip synthesis, teacher answers, "
              "model load); `beside`: other CPU-heavy jobs on the 2-core machine meanwhile.", ""]
@@ -201,7 +228,19 @@ def _write_md(frame) -> None:
             lines.append(f"| {task} | {recipe} | {r.metric} | {r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] | "
                          f"{ratio:.2f} | {rnd.value:.3f} | {r.n_active} | {r.steps} | {r.train_seconds} | "
                          f"{r.wall_seconds} | {r.beside} |")
-    write_text_atomic(TABLES / "mask_recipes.md", "\n".join(lines) + "\n")
+    samples = _read_samples(out)
+    if samples:
+        import collections
+
+        lines += ["", "## What the masks output (greedy answers by shape, all test clips)", "",
+                  "| task | recipe | shapes | two answers that miss |", "|---|---|---|---|"]
+        for (recipe, task), outs in sorted(samples.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            counts = collections.Counter(output_format(task, o) for o in outs)
+            shapes = ", ".join(f"{k} {v}" for k, v in counts.most_common())
+            miss = [o for o in outs if output_format(task, o) not in ("JSON", "right order", "Spanish", "an emotion")]
+            shown = " · ".join(repr(m).replace("|", "\\|") for m in miss[:2])
+            lines.append(f"| {task} | {recipe} | {shapes} | {shown} |")
+    write_text_atomic(TABLES / f"{out}.md", "\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -213,11 +252,14 @@ def main() -> None:
     t.add_argument("--beside", type=int, default=1, help="other CPU-heavy jobs running meanwhile (recorded)")
     s = sub.add_parser("table")
     s.add_argument("--tasks", default=",".join(TASKS), help="score these tasks now; keep the others' rows")
+    s.add_argument("--n", type=int, default=N, help="test clips per cell")
+    s.add_argument("--recipes", default="", help="only these recipes (default: all)")
+    s.add_argument("--out", default="mask_recipes", help="table name under figures/tables/")
     args = p.parse_args()
     if args.cmd == "train":
         train(args.recipe, args.tasks.split(","), args.beside)
     else:
-        table(args.tasks.split(","))
+        table(args.tasks.split(","), args.n, [r for r in args.recipes.split(",") if r] or None, args.out)
 
 
 if __name__ == "__main__":
