@@ -35,6 +35,7 @@ RECIPES: dict[str, dict] = {
     "distilled": {"distill": True},
     "first4x5": {"first_tokens": 4, "first_weight": 5.0},
     "first1x20": {"first_tokens": 1, "first_weight": 20.0},
+    "first1x50": {"first_tokens": 1, "first_weight": 50.0},
     "sequence": {"loss": "sequence"},
     "steps2000": {"steps": 2000},
     "batch32": {"batch_size": 32},
@@ -156,8 +157,8 @@ def table(only: list[str], n: int = N, recipes: list[str] | None = None, out: st
     frame = pd.DataFrame(rows)
     TABLES.mkdir(parents=True, exist_ok=True)
     write_text_atomic(csv, frame.to_csv(index=False))
-    _write_md(frame, n, out)
     _write_samples(samples, out)
+    _write_md(frame, n, out)
 
 
 def output_format(task: str, output: str) -> str:
