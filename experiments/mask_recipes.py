@@ -115,7 +115,7 @@ def table(only: list[str], n: int = N, recipes: list[str] | None = None, out: st
     old = pd.read_csv(csv, keep_default_na=False).to_dict("records") if csv.exists() else []
     have = {(r["recipe"], r["task"], r["condition"], r["mask_sha"]): r for r in old}
     lalm, rows, samples = None, [], {}
-    tasks = list(dict.fromkeys([*TASKS, *only]))
+    tasks = list(dict.fromkeys([*TASKS, *(r["task"] for r in old), *only]))
     for task in tasks:
         test = None
         cells = [("instruction", "", None), ("none", "", None)]
@@ -236,6 +236,8 @@ def _write_md(frame, n: int, out: str) -> None:
         lines += ["", "## What the masks output (greedy answers by shape, all test clips)", "",
                   "| task | recipe | shapes | two answers that miss |", "|---|---|---|---|"]
         for (recipe, task), outs in sorted(samples.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            if task not in TASKS:  # shapes are read for the sweep's tasks only
+                continue
             counts = collections.Counter(output_format(task, o) for o in outs)
             shapes = ", ".join(f"{k} {v}" for k, v in counts.most_common())
             miss = [o for o in outs if output_format(task, o) not in ("JSON", "right order", "Spanish", "an emotion")]
