@@ -116,6 +116,7 @@ def table(only: list[str], n: int = N, recipes: list[str] | None = None, out: st
     old = pd.read_csv(csv, keep_default_na=False).to_dict("records") if csv.exists() else []
     have = {(r["recipe"], r["task"], r["condition"], r["mask_sha"]): r for r in old}
     lalm, rows, samples = None, [], {}
+    have_outputs = _read_samples(out)
     tasks = list(dict.fromkeys([*TASKS, *(r["task"] for r in old), *only]))
     for task in tasks:
         test = None
@@ -131,7 +132,7 @@ def table(only: list[str], n: int = N, recipes: list[str] | None = None, out: st
                 if row is not None:
                     rows.append(row)
                 continue
-            if row is None or (condition == "mask" and (recipe, task) not in _read_samples(out)):
+            if row is None or (condition == "mask" and (recipe, task) not in have_outputs):
                 if lalm is None:
                     lalm = load_model("tiny")
                 if test is None:
@@ -148,8 +149,7 @@ def table(only: list[str], n: int = N, recipes: list[str] | None = None, out: st
                     samples[(recipe, task)] = [p["output"] for p in res["predictions"]]
                 row = {"recipe": recipe, "task": task, "condition": condition, "metric": res["metric"],
                        "value": res["value"], "ci_low": res["ci_low"], "ci_high": res["ci_high"], "n": res["n"],
-                       "n_active": res.get("n_active", ""), "steps": extra.get("steps", trained.meta.steps)
-                       if f else "", "train_seconds": extra.get("train_seconds", ""),
+                       "n_active": res.get("n_active", ""), "steps": trained.meta.steps if f else "", "train_seconds": extra.get("train_seconds", ""),
                        "wall_seconds": extra.get("wall_seconds", ""), "beside": extra.get("beside", ""),
                        "mask_sha": sha}
                 print(json.dumps({k: row[k] for k in ("recipe", "task", "condition", "value", "n_active")}),
@@ -214,7 +214,7 @@ def _write_md(frame, n: int, out: str) -> None:
              "mask). Wall times in seconds: the training loop, and end to end (clip synthesis, teacher answers, "
              "model load); `beside`: other CPU-heavy jobs on the 2-core machine meanwhile. `default` and `distilled` are "
              "the committed masks, not retrained: their times are from when they were trained (the default ones on "
-             "a machine about 3x faster).", ""]
+             "a machine about 4x faster).", ""]
     lines += ["| task | recipe | metric | mask | ratio | random (same heads) | heads | steps | loop s | wall s | beside |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for task, g in frame.groupby("task", sort=False):

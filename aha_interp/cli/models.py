@@ -185,11 +185,7 @@ def train(
     number("--lr", lr, high=MAX_LR)
     number("--lam", lam, high=MAX_LAM, low_open=False)
     number("--tau-end", tau_end, low=TAU_RANGE[0], high=TAU_RANGE[1], low_open=False)
-    from ..training.mask import LOSSES
-
-    if loss not in LOSSES:
-        raise AhaError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-    count("--first-tokens", first_tokens, low=0)
+    count("--first-tokens", first_tokens, low=0)  # --loss is checked by the config, as --noise is
     number("--first-weight", first_weight, high=MAX_LAM)
     out_file(out)
     out_dir(run_dir if run_dir is not None else Path("runs"), "--run-dir")
