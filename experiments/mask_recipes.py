@@ -45,6 +45,9 @@ RECIPES: dict[str, dict] = {
     "distilled-first1x20": {"distill": True, "first_tokens": 1, "first_weight": 20.0},
     "distilled-kl1": {"distill": True, "kl": 1.0},  # + KL to the teacher's top-32 distribution per token
     "lam1e-3": {"lam": 1e-3},
+    "focal2": {"focal": 2.0},  # each token's cross-entropy times (1 - p)^2: the tokens still wrong weigh most
+    "focal5": {"focal": 5.0},
+    "steps5000": {"steps": 5000},
 }
 TABLES = ROOT / "figures" / "tables"
 

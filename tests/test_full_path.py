@@ -97,7 +97,8 @@ def test_gumbel_sigmoid_is_hard_forward_soft_backward():
 
 @pytest.mark.parametrize("bad", [["--task", "nope"], ["--task", "gr", "--noise", "gauss"], ["--task", "gr", "--steps", "0"],
                                  ["--task", "gr", "--lam", "-1"], ["--task", "gr", "--loss", "mean"],
-                                 ["--task", "gr", "--first-weight", "0"], ["--task", "gr", "--first-tokens", "-2"]])
+                                 ["--task", "gr", "--first-weight", "0"], ["--task", "gr", "--first-tokens", "-2"],
+                                 ["--task", "gr", "--focal", "-1"], ["--task", "gr", "--focal", "nan"]])
 def test_train_rejects_bad_arguments_before_loading(bad, tmp_path, capsys):
     out = tmp_path / "m.safetensors"
     assert main(["train", "--model", str(tmp_path / "no-model"), *bad, "--out", str(out)]) == 2
@@ -296,18 +297,26 @@ def test_loss_options_weight_the_answer_tokens_as_documented(mini_model):
     results = {}
     for name, weighting in [("plain", None), ("token", {"loss": "token", "first_tokens": 0, "first_weight": 1.0}),
                             ("sequence", {"loss": "sequence", "first_tokens": 0, "first_weight": 1.0}),
-                            ("first", {"loss": "token", "first_tokens": 2, "first_weight": 10.0})]:
+                            ("first", {"loss": "token", "first_tokens": 2, "first_weight": 10.0}),
+                            ("focal", {"loss": "token", "first_tokens": 0, "first_weight": 1.0, "focal": 2.0})]:
         gates = MaskGates(torch.full(lalm.shape, 5.0))  # all heads on: the forward is the unmasked model's
         opt = torch.optim.SGD(gates.parameters(), lr=0.0)
         _, got, _ = mask_step(lalm, gates, opt, inputs, torch.zeros(4, *lalm.shape), tau=1.0, lam=0.0,
                               weighting=weighting)
-        w = answer_weights(labels, **(weighting or {}))
-        assert got.item() == pytest.approx(((ce * w).sum() / w.sum()).item(), rel=1e-5)
+        weighting = dict(weighting or {})
+        gamma = weighting.pop("focal", 0.0)
+        w = answer_weights(labels, **weighting)
+        tok = ce * (1 - torch.exp(-ce)) ** gamma  # focal: -(1 - p)^γ log p
+        assert got.item() == pytest.approx(((tok * w).sum() / w.sum()).item(), rel=1e-5)
         results[name] = (got.item(), gates.logits.grad.clone())
     assert results["token"][0] == pytest.approx(results["plain"][0], rel=1e-6)
     torch.testing.assert_close(results["token"][1], results["plain"][1])
     assert results["sequence"][0] != pytest.approx(results["plain"][0], rel=1e-4)
     assert results["first"][0] != pytest.approx(results["plain"][0], rel=1e-4)
+    assert results["focal"][0] < results["plain"][0]  # every factor (1 - p)^γ is below 1
+    assert MaskTrainConfig(task="gr", focal=0.0).key("m", "d") == MaskTrainConfig(task="gr").key("m", "d")
+    assert MaskTrainConfig(task="gr", focal=2.0).key("m", "d") != MaskTrainConfig(task="gr").key("m", "d")
+    assert not MaskTrainConfig(task="gr", focal=2.0).plain_loss
     plain = MaskTrainConfig(task="gr")
     assert plain.key("m", "d") == MaskTrainConfig(task="gr", loss="token", first_tokens=3, first_weight=1.0).key("m", "d")
     assert plain.key("m", "d") != MaskTrainConfig(task="gr", first_tokens=3, first_weight=2.0).key("m", "d")
@@ -318,3 +327,5 @@ def test_loss_options_weight_the_answer_tokens_as_documented(mini_model):
         MaskTrainConfig(task="gr", loss="mean")
     with pytest.raises(AhaError, match="first tokens"):
         MaskTrainConfig(task="gr", first_weight=0.0)
+    with pytest.raises(AhaError, match="focal"):
+        MaskTrainConfig(task="gr", focal=-0.5)

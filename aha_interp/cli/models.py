@@ -116,6 +116,8 @@ def train(
                                               "weigh more (where a composite answer picks its format).")] = 0,
     first_weight: Annotated[float, typer.Option(help="Weight of each answer's first --first-tokens tokens in the "
                                                 "loss (1: none).")] = 1.0,
+    focal: Annotated[float, typer.Option(help="Focal loss γ: each answer token's cross-entropy times (1 - p)^γ, so "
+                                         "the tokens the masked model still gets wrong weigh most (0: none).")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same mask.")] = 0,
     threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
     manifest: Manifest = None,
@@ -187,6 +189,7 @@ def train(
     number("--tau-end", tau_end, low=TAU_RANGE[0], high=TAU_RANGE[1], low_open=False)
     count("--first-tokens", first_tokens, low=0)  # --loss is checked by the config, as --noise is
     number("--first-weight", first_weight, high=MAX_LAM)
+    number("--focal", focal, high=MAX_LAM, low_open=False)
     out_file(out)
     out_dir(run_dir if run_dir is not None else Path("runs"), "--run-dir")
     _check_device_dtype(device, dtype)
@@ -200,7 +203,7 @@ def train(
     # the config validates noise and ranges before any model is loaded
     cfg = MaskTrainConfig(task=task, steps=steps, batch_size=batch_size, lr=lr, lam=lam, noise=noise, tau_end=tau_end,
                           n_train=n_train, seed=seed, threads=threads, train_voices=train_voices, kl=distill_kl,
-                          loss=loss, first_tokens=first_tokens, first_weight=first_weight)
+                          loss=loss, first_tokens=first_tokens, first_weight=first_weight, focal=focal)
 
     from ..models.lalm import load_model
     from ..training.distributed import enable_checkpointing, init_distributed

@@ -8,8 +8,9 @@ Faithful to the official AHAMask code by default:
 * τ falls linearly 4.0 → 0.05 over the first 30 % of steps, then stays;
 * AdamW (no weight decay on the mask), linear warm-up from 1e-6, then cosine to ``min_lr``;
 * loss = cross-entropy of the answer (a mean over the batch's answer tokens) + λ · (number of active heads) —
-  heads only, no FFN slots; ``loss="sequence"`` (a mean per answer, then over answers) and ``first_weight`` (the
-  answer's first ``first_tokens`` tokens count ``first_weight`` times) are options;
+  heads only, no FFN slots; ``loss="sequence"`` (a mean per answer, then over answers), ``first_weight`` (the
+  answer's first ``first_tokens`` tokens count ``first_weight`` times) and ``focal`` (each token's cross-entropy
+  times ``(1 - p)^γ``: the tokens the masked model already predicts weigh little) are options;
 * the inference mask is ``logit >= 0``.
 
 The official run is 90k steps at peak lr 1e-2; the default here is 500 steps at peak lr 0.1 so that
@@ -70,6 +71,7 @@ class MaskTrainConfig:
     loss: str = "token"  # or "sequence": each answer's mean, then the mean over answers
     first_tokens: int = 0  # the answer's first tokens, where a composite answer picks its format …
     first_weight: float = 1.0  # … count this many times in the loss
+    focal: float = 0.0  # γ of the focal loss: each answer token's cross-entropy times (1 - p)^γ
     seed: int = 0
     threads: int = 1
     checkpoint_every: int = 100
@@ -97,11 +99,13 @@ class MaskTrainConfig:
             raise AhaError(f"unknown loss {self.loss!r}; use {' or '.join(LOSSES)}")
         if self.first_tokens < 0 or self.first_weight <= 0:
             raise AhaError("first tokens must be ≥ 0 and their weight > 0")
+        if self.focal < 0:
+            raise AhaError("the focal γ must be ≥ 0")
 
     @property
     def plain_loss(self) -> bool:
         """The official loss: every answer token of the batch weighs the same."""
-        return self.loss == "token" and (self.first_tokens == 0 or self.first_weight == 1.0)
+        return self.loss == "token" and (self.first_tokens == 0 or self.first_weight == 1.0) and not self.focal
 
     def tau(self, step: int) -> float:
         """τ at ``step``: linear from ``tau_start`` to ``tau_end`` over ``tau_decay_frac`` of the run."""
@@ -122,6 +126,8 @@ class MaskTrainConfig:
         if self.plain_loss:  # … and from before the loss options
             for k in ("loss", "first_tokens", "first_weight"):
                 d.pop(k)
+        if not d["focal"]:
+            d.pop("focal")
         return hashlib.sha256(json.dumps([d, model_id, data], sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -191,15 +197,19 @@ def mask_step(lalm, gates_module, opt, inputs, noise: torch.Tensor, tau: float, 
     its answer; ``kl`` > 0 adds ``kl`` · KL(teacher ‖ student) per answer token (the teacher renormalised on its
     top k), over the same token count as the cross-entropy.
 
-    ``weighting``: ``{"loss", "first_tokens", "first_weight"}`` for :func:`answer_weights` (``None``: the plain
-    token mean); both terms are then weighted per token and divided by the global sum of the weights.
+    ``weighting``: ``{"loss", "first_tokens", "first_weight"}`` for :func:`answer_weights` and optionally
+    ``"focal"`` (γ) (``None``: the plain token mean); both terms are then weighted per token and divided by the
+    global sum of the weights. The focal factor ``(1 - p)^γ`` of each token's probability ``p`` multiplies the
+    cross-entropy only, with its gradient (Lin et al. 2017), and is not in the divisor.
     """
     from ..models.adapters import IGNORE
 
     dist, _, world, _ = current()
     gates = gates_module(noise, tau)
-    weights = None
+    weights, focal = None, 0.0
     if weighting is not None:
+        weighting = dict(weighting)
+        focal = weighting.pop("focal", 0.0)
         weights = answer_weights(inputs["labels"][:, 1:].to(lalm.device), **weighting)
         count = weights.sum().to(torch.float64)
     else:
@@ -211,7 +221,7 @@ def mask_step(lalm, gates_module, opt, inputs, noise: torch.Tensor, tau: float, 
     # must see the same gates
     with lalm.masked(gates):
         if weights is not None or (kl and teacher is not None):
-            ce_sum, kl_sum = _ce_and_kl(lalm, inputs, teacher if kl else None, weights)
+            ce_sum, kl_sum = _ce_and_kl(lalm, inputs, teacher if kl else None, weights, focal)
             ce = ce_sum / count.clamp(min=1).float()
             kl_term = kl * kl_sum / count.clamp(min=1).float()
         else:
@@ -232,15 +242,17 @@ def mask_step(lalm, gates_module, opt, inputs, noise: torch.Tensor, tau: float, 
     return parts[0] + lam * parts[1], parts[0], parts[1]
 
 
-def _ce_and_kl(lalm, inputs, teacher, weights=None) -> tuple[torch.Tensor, torch.Tensor]:
+def _ce_and_kl(lalm, inputs, teacher, weights=None, focal: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed answer cross-entropy and summed KL(teacher top-k ‖ student) from one forward pass, each token
-    weighted by ``weights`` ``[B, T-1]`` (default 1)."""
+    weighted by ``weights`` ``[B, T-1]`` (default 1); ``focal`` γ > 0 multiplies each token's cross-entropy by
+    ``(1 - p)^γ``, ``p = exp(-ce)`` its probability."""
     from ..models.adapters import IGNORE
     from ..models.lalm import answer_ce
 
     ce, logits, labels = answer_ce(lalm.forward(inputs).logits, inputs["labels"])
     plain = weights is None
-    ce_sum = (ce * ((labels != IGNORE) if plain else weights)).sum()
+    tok = ce if not focal else ce * (-torch.expm1(-ce)).clamp(min=0) ** focal  # 1 - p, exact near p = 1
+    ce_sum = (tok * ((labels != IGNORE) if plain else weights)).sum()
     kl_sum = logits.new_zeros(())
     if teacher is None:
         return ce_sum, kl_sum
@@ -525,6 +537,7 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *,
         extra={**({"kl": cfg.kl} if cfg.kl else {}),
                **({} if cfg.plain_loss else {"loss": cfg.loss, "first_tokens": cfg.first_tokens,
                                              "first_weight": cfg.first_weight}),
+               **({"focal": cfg.focal} if cfg.focal else {}),
                "noise": cfg.noise, "lr": cfg.lr, "batch_size": cfg.batch_size, "n_train": len(examples),
                "train_voices": cfg.train_voices, "init": [cfg.init_mean, cfg.init_std],
                "final_loss": final.get("loss"), "final_ce": final.get("ce"),
@@ -551,7 +564,7 @@ def _loop(lalm, cfg: MaskTrainConfig, examples, gates: MaskGates, opt, gen, data
     share = cfg.batch_size // world
     mine = slice(rank * share, (rank + 1) * share)
     weighting = None if cfg.plain_loss else {"loss": cfg.loss, "first_tokens": cfg.first_tokens,
-                                             "first_weight": cfg.first_weight}
+                                             "first_weight": cfg.first_weight, "focal": cfg.focal}
     bar = None
     if progress and run.lead:
         from tqdm.auto import tqdm
