@@ -48,6 +48,7 @@ RECIPES: dict[str, dict] = {
     "focal2": {"focal": 2.0},  # each token's cross-entropy times (1 - p)^2: the tokens still wrong weigh most
     "focal5": {"focal": 5.0},
     "steps5000": {"steps": 5000},
+    "worst": {"loss": "worst"},  # each answer carried by its worst tokens (soft maximum of its cross-entropy)
 }
 TABLES = ROOT / "figures" / "tables"
 

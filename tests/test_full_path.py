@@ -314,6 +314,28 @@ def test_loss_options_weight_the_answer_tokens_as_documented(mini_model):
     assert results["sequence"][0] != pytest.approx(results["plain"][0], rel=1e-4)
     assert results["first"][0] != pytest.approx(results["plain"][0], rel=1e-4)
     assert results["focal"][0] < results["plain"][0]  # every factor (1 - p)^γ is below 1
+    # worst: each answer's weight on its worst tokens, softmax(ce / WORST_TAU), fixed in the backward pass, so
+    # the gradient is that of the mean over answers of the soft maximum WORST_TAU · logsumexp(ce / WORST_TAU)
+    from aha_interp.training.mask import WORST_TAU
+
+    on = labels != -100
+    soft = torch.where(on, ce / WORST_TAU, torch.tensor(-torch.inf)).softmax(-1)
+    assert on.sum(-1).min() > 1  # several tokens per answer: the soft maximum differs from the mean
+    gates = MaskGates(torch.full(lalm.shape, 5.0))
+    _, got, _ = mask_step(lalm, gates, torch.optim.SGD(gates.parameters(), lr=0.0), inputs,
+                          torch.zeros(4, *lalm.shape), tau=1.0, lam=0.0,
+                          weighting={"loss": "worst", "first_tokens": 0, "first_weight": 1.0})
+    assert got.item() == pytest.approx(((soft * ce).sum(-1).mean()).item(), rel=1e-5)
+    assert got.item() > results["sequence"][0]  # the worst tokens outweigh the answer's mean
+    assert (soft * ce).sum(-1).max() <= ce.max() + 1e-6
+    ref = MaskGates(torch.full(lalm.shape, 5.0))
+    with lalm.masked(ref(torch.zeros(4, *lalm.shape), 1.0)):
+        ce_g, _, lab = answer_ce(lalm.forward(inputs).logits, inputs["labels"])
+        s = torch.where(lab != -100, ce_g / WORST_TAU, torch.tensor(-torch.inf))
+        (WORST_TAU * torch.logsumexp(s, -1)).mean().backward()
+    assert ref.logits.grad.abs().sum() > 0
+    torch.testing.assert_close(gates.logits.grad, ref.logits.grad, rtol=1e-4, atol=1e-7)
+    assert not MaskTrainConfig(task="gr", loss="worst").plain_loss
     assert MaskTrainConfig(task="gr", focal=0.0).key("m", "d") == MaskTrainConfig(task="gr").key("m", "d")
     assert MaskTrainConfig(task="gr", focal=2.0).key("m", "d") != MaskTrainConfig(task="gr").key("m", "d")
     assert not MaskTrainConfig(task="gr", focal=2.0).plain_loss

@@ -109,8 +109,9 @@ def train(
     train_voices: Annotated[str, typer.Option(metavar="original|all", help="Voices of the synthetic training clips: "
                                               "original (the ten original espeak-ng voice variants) or all (every "
                                               "training speaker of the shipped tiny model).")] = "original",
-    loss: Annotated[str, typer.Option(metavar="token|sequence", help="Cross-entropy averaged over the batch's answer "
-                                      "tokens (token, official) or per answer, then over answers (sequence).")]
+    loss: Annotated[str, typer.Option(metavar="token|sequence|worst", help="Cross-entropy averaged over the batch's "
+                                      "answer tokens (token, official), per answer then over answers (sequence), or "
+                                      "per answer on its worst tokens, a soft maximum (worst).")]
     = "token",
     first_tokens: Annotated[int, typer.Option(help="With --first-weight: how many of each answer's first tokens "
                                               "weigh more (where a composite answer picks its format).")] = 0,

@@ -68,7 +68,7 @@ class MaskTrainConfig:
     n_train: int = 2000
     train_voices: str = "original"
     kl: float = 0.0  # distillation: weight of the token-level KL to the teacher (examples carry its top-k)
-    loss: str = "token"  # or "sequence": each answer's mean, then the mean over answers
+    loss: str = "token"  # or "sequence": each answer's mean, then the mean over answers; or "worst" (see LOSSES)
     first_tokens: int = 0  # the answer's first tokens, where a composite answer picks its format …
     first_weight: float = 1.0  # … count this many times in the loss
     focal: float = 0.0  # γ of the focal loss: each answer token's cross-entropy times (1 - p)^γ
@@ -131,8 +131,12 @@ class MaskTrainConfig:
         return hashlib.sha256(json.dumps([d, model_id, data], sort_keys=True).encode()).hexdigest()[:16]
 
 
-#: ways to average the answer's cross-entropy over a batch
-LOSSES = ("token", "sequence")
+#: ways to average the answer's cross-entropy over a batch. ``worst``: each answer weighs 1, spread over its
+#: tokens by ``softmax(ce / WORST_TAU)`` (held fixed in the backward pass: the gradient of a soft maximum), so the
+#: token an answer is most likely to get wrong under greedy decoding carries it, wherever it sits
+LOSSES = ("token", "sequence", "worst")
+#: temperature of the ``worst`` loss, in nats: a token at 0.7 (p = 0.5) outweighs one at 0.01 by e^6.9
+WORST_TAU = 0.1
 
 
 def answer_weights(labels: torch.Tensor, loss: str = "token", first_tokens: int = 0,
@@ -149,7 +153,7 @@ def answer_weights(labels: torch.Tensor, loss: str = "token", first_tokens: int 
     if first_tokens and first_weight != 1.0:
         rank = on.cumsum(-1) - 1  # 0 at an answer's first token
         w = torch.where((rank < first_tokens) & (on > 0), w * first_weight, w)
-    if loss == "sequence":
+    if loss in ("sequence", "worst"):  # "worst" re-spreads each answer's 1 in the forward pass (_ce_and_kl)
         w = w / w.sum(-1, keepdim=True).clamp(min=1e-12)
     return w
 
@@ -206,10 +210,11 @@ def mask_step(lalm, gates_module, opt, inputs, noise: torch.Tensor, tau: float, 
 
     dist, _, world, _ = current()
     gates = gates_module(noise, tau)
-    weights, focal = None, 0.0
+    weights, focal, worst = None, 0.0, False
     if weighting is not None:
         weighting = dict(weighting)
         focal = weighting.pop("focal", 0.0)
+        worst = weighting.get("loss") == "worst"
         weights = answer_weights(inputs["labels"][:, 1:].to(lalm.device), **weighting)
         count = weights.sum().to(torch.float64)
     else:
@@ -221,7 +226,7 @@ def mask_step(lalm, gates_module, opt, inputs, noise: torch.Tensor, tau: float, 
     # must see the same gates
     with lalm.masked(gates):
         if weights is not None or (kl and teacher is not None):
-            ce_sum, kl_sum = _ce_and_kl(lalm, inputs, teacher if kl else None, weights, focal)
+            ce_sum, kl_sum = _ce_and_kl(lalm, inputs, teacher if kl else None, weights, focal, worst)
             ce = ce_sum / count.clamp(min=1).float()
             kl_term = kl * kl_sum / count.clamp(min=1).float()
         else:
@@ -242,15 +247,22 @@ def mask_step(lalm, gates_module, opt, inputs, noise: torch.Tensor, tau: float, 
     return parts[0] + lam * parts[1], parts[0], parts[1]
 
 
-def _ce_and_kl(lalm, inputs, teacher, weights=None, focal: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def _ce_and_kl(lalm, inputs, teacher, weights=None, focal: float = 0.0,
+               worst: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed answer cross-entropy and summed KL(teacher top-k ‖ student) from one forward pass, each token
     weighted by ``weights`` ``[B, T-1]`` (default 1); ``focal`` γ > 0 multiplies each token's cross-entropy by
-    ``(1 - p)^γ``, ``p = exp(-ce)`` its probability."""
+    ``(1 - p)^γ``, ``p = exp(-ce)`` its probability; ``worst`` moves each answer's weight onto its worst tokens,
+    ``∝ weights · exp(ce / WORST_TAU)`` with the row's sum kept."""
     from ..models.adapters import IGNORE
     from ..models.lalm import answer_ce
 
     ce, logits, labels = answer_ce(lalm.forward(inputs).logits, inputs["labels"])
     plain = weights is None
+    if worst and not plain:
+        on = weights > 0
+        s = torch.where(on, ce.detach() / WORST_TAU, torch.full_like(ce, -torch.inf))
+        soft = torch.exp(s - s.amax(-1, keepdim=True).clamp(min=-1e30)) * weights  # 0 off the answer
+        weights = soft / soft.sum(-1, keepdim=True).clamp(min=1e-30) * weights.sum(-1, keepdim=True)
     tok = ce if not focal else ce * (-torch.expm1(-ce)).clamp(min=0) ** focal  # 1 - p, exact near p = 1
     ce_sum = (tok * ((labels != IGNORE) if plain else weights)).sum()
     kl_sum = logits.new_zeros(())
