@@ -50,8 +50,8 @@ RECIPES: dict[str, dict] = {
     "focal2": {"focal": 2.0},  # each token's cross-entropy times (1 - p)^2: the tokens still wrong weigh most
     "focal5": {"focal": 5.0},
     "steps5000": {"steps": 5000},
-    "worst": {"loss": "worst"},
-    "first1x20-steps2000": {"first_tokens": 1, "first_weight": 20.0, "steps": 2000},  # each answer carried by its worst tokens (soft maximum of its cross-entropy)
+    "worst": {"loss": "worst"},  # each answer carried by its worst tokens (soft maximum of its cross-entropy)
+    "first1x20-steps2000": {"first_tokens": 1, "first_weight": 20.0, "steps": 2000},
 }
 TABLES = ROOT / "figures" / "tables"
 
