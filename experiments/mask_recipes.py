@@ -172,15 +172,19 @@ def table(only: list[str], n: int = N, recipes: list[str] | None = None, out: st
 def seen(recipes: list[str], n: int = N) -> None:
     """Score masks on their own training clips (the first ``n`` of the 2000, the same voices) beside their
     held-out score from ``mask_recipes.csv``: a mask that misses the clips it was trained on has an objective
-    or capacity gap, not a generalisation gap. Writes ``figures/tables/mask_recipes_seen.{csv,md}``."""
+    or capacity gap, not a generalisation gap. Teacher-forced on the labels, also: the mean cross-entropy of the
+    answer's first token and of its worst token, and how many answers' worst token is the first. Writes
+    ``figures/tables/mask_recipes_seen.{csv,md}``."""
     import pandas as pd
     import torch
 
     from aha_interp import HeadMask
     from aha_interp._atomic import write_text_atomic
+    from aha_interp.data.prompts import eval_prompts
     from aha_interp.data.tasks import make_examples
     from aha_interp.evaluation.evaluate import evaluate
-    from aha_interp.models.lalm import load_model
+    from aha_interp.models.adapters import IGNORE
+    from aha_interp.models.lalm import answer_ce, load_model
 
     torch.set_num_threads(int(os.environ.get("AHA_THREADS", "1")))
     held = pd.read_csv(TABLES / "mask_recipes.csv", keep_default_na=False)
@@ -191,25 +195,41 @@ def seen(recipes: list[str], n: int = N) -> None:
             continue
         clips = {}
         for cond, recipe in [("instruction", ""), *(("mask", r) for r in cells)]:
-            mask = HeadMask.load(mask_file(recipe, task)) if recipe else None
+            mask = HeadMask.load(mask_file(recipe, task)).binary() if recipe else None
             voices = mask.meta.extra.get("train_voices", "original") if mask is not None else "original"
             if voices not in clips:  # exactly the first n clips the mask trained on (plans are drawn first)
                 clips[voices] = make_examples(task, n, seed=SEED, split="train", extra_voices=voices == "all")
-            res = evaluate(lalm, task, cond, mask=mask.binary() if mask is not None else None,
-                           examples=clips[voices], seed=SEED)
+            ex = clips[voices]
+            res = evaluate(lalm, task, cond, mask=mask, examples=ex, seed=SEED)
+            inputs = lalm.build_inputs([e.audio for e in ex], None if mask else eval_prompts(task, "seen")[0],
+                                       [e.target for e in ex])
+            with torch.inference_mode(), lalm.masked(mask):
+                ce, _, labels = answer_ce(lalm.forward(inputs).logits, inputs["labels"])
+            on = labels != IGNORE
+            first = ce.gather(1, on.float().argmax(-1, keepdim=True)).squeeze(1)
+            worst_at = torch.where(on, ce, torch.full_like(ce, -1.0)).argmax(-1)
             h = held[(held.task == task) & (held.condition == cond) & (held.recipe == recipe)]
             rows.append({"task": task, "recipe": recipe or "*instruction*", "metric": res["metric"],
                          "seen": res["value"], "seen_low": res["ci_low"], "seen_high": res["ci_high"], "n": res["n"],
-                         "held_out": float(h.value.iloc[0]) if len(h) else float("nan")})
+                         "held_out": float(h.value.iloc[0]) if len(h) else float("nan"),
+                         "first_token_ce": round(first.mean().item(), 4),
+                         "worst_token_ce": round(ce.amax(-1).mean().item(), 4),
+                         "worst_is_first": int((worst_at == on.float().argmax(-1)).sum()),
+                         "token_ce": round((ce.sum() / on.sum()).item(), 4)})
             print(json.dumps(rows[-1]), flush=True)
     frame = pd.DataFrame(rows)
     write_text_atomic(TABLES / "mask_recipes_seen.csv", frame.to_csv(index=False))
     lines = ["# Masks on their own training clips", "",
              f"The first n = {n} of each mask's 2000 training clips (seed {SEED}, its training voices) against the "
-             "held-out-voice test clips of `mask_recipes.md`; 95 % bootstrap intervals.", "",
-             "| task | recipe | metric | seen clips | held-out clips |", "|---|---|---|---|---|"]
+             "held-out-voice test clips of `mask_recipes.md`; 95 % bootstrap intervals. Teacher-forced on the "
+             "labels (the instruction: its first training wording): the mean cross-entropy (nats) of the answer's "
+             "first token, of its worst token and of all its tokens, and in how many answers the worst token is "
+             "the first.", "",
+             "| task | recipe | metric | seen clips | held-out clips | first-token CE | worst-token CE | "
+             "worst is first | token CE |", "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r.task} | {r.recipe} | {r.metric} | {r.seen:.3f} [{r.seen_low:.3f}, {r.seen_high:.3f}] | "
-              f"{r.held_out:.3f} |" for r in frame.itertuples()]
+              f"{r.held_out:.3f} | {r.first_token_ce:.3f} | {r.worst_token_ce:.3f} | {r.worst_is_first} / {r.n} | "
+              f"{r.token_ce:.3f} |" for r in frame.itertuples()]
     write_text_atomic(TABLES / "mask_recipes_seen.md", "\n".join(lines) + "\n")
 
 
