@@ -57,3 +57,22 @@ def test_table_ratio_and_shapes(recipes, tmp_path, monkeypatch):
     assert "| ser | x | accuracy | 0.600 [0.500, 0.700] | 0.75 |" in md
     assert "| osr | x | wer | 0.500 [0.400, 0.600] | 0.80 |" in md  # WER: instruction over mask
     assert "| ser | x | an emotion 2, gender 1, other 1 | 'male' · 'one \\| two' |" in md
+
+
+def test_seen_scores_masks_on_their_training_clips(recipes, tmp_path, monkeypatch):
+    """`seen` reads the held-out score from the sweep's CSV and adds the teacher-forced token statistics:
+    the worst token's cross-entropy bounds the first token's and the mean's; the instruction's first token is
+    near-certain on the embedded model (it always starts the gender label the same way)."""
+    monkeypatch.setattr(recipes, "TABLES", tmp_path)
+    monkeypatch.setattr(recipes, "TASKS", ("gr",))
+    pd.DataFrame([dict(recipe="default", task="gr", condition="mask", value=0.5)]).to_csv(
+        tmp_path / "mask_recipes.csv", index=False)
+    recipes.seen(["default"], n=4)
+    frame = pd.read_csv(tmp_path / "mask_recipes_seen.csv")
+    assert list(frame.recipe) == ["*instruction*", "default"]
+    assert frame.held_out.iloc[1] == 0.5 and pd.isna(frame.held_out.iloc[0])
+    assert (frame.n == 4).all() and frame.worst_is_first.between(0, 4).all()
+    assert (frame.worst_token_ce >= frame.first_token_ce - 1e-6).all()
+    assert (frame.worst_token_ce >= frame.token_ce - 1e-6).all()
+    assert frame.first_token_ce.iloc[0] < 0.5
+    assert "| gr | default | accuracy |" in (tmp_path / "mask_recipes_seen.md").read_text()
