@@ -206,7 +206,8 @@ def seen(recipes: list[str], n: int = N) -> None:
             with torch.inference_mode(), lalm.masked(mask):
                 ce, _, labels = answer_ce(lalm.forward(inputs).logits, inputs["labels"])
             on = labels != IGNORE
-            first = ce.gather(1, on.float().argmax(-1, keepdim=True)).squeeze(1)
+            start = on.float().argmax(-1)  # each answer's first token
+            first = ce.gather(1, start[:, None]).squeeze(1)
             worst_at = torch.where(on, ce, torch.full_like(ce, -1.0)).argmax(-1)
             h = held[(held.task == task) & (held.condition == cond) & (held.recipe == recipe)]
             rows.append({"task": task, "recipe": recipe or "*instruction*", "metric": res["metric"],
@@ -214,7 +215,7 @@ def seen(recipes: list[str], n: int = N) -> None:
                          "held_out": float(h.value.iloc[0]) if len(h) else float("nan"),
                          "first_token_ce": round(first.mean().item(), 4),
                          "worst_token_ce": round(ce.amax(-1).mean().item(), 4),
-                         "worst_is_first": int((worst_at == on.float().argmax(-1)).sum()),
+                         "worst_is_first": int((worst_at == start).sum()),
                          "token_ce": round((ce.sum() / on.sum()).item(), 4)})
             print(json.dumps(rows[-1]), flush=True)
     frame = pd.DataFrame(rows)
