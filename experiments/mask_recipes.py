@@ -52,7 +52,13 @@ RECIPES: dict[str, dict] = {
     "steps5000": {"steps": 5000},
     "worst": {"loss": "worst"},  # each answer carried by its worst tokens (soft maximum of its cross-entropy)
     "first1x20-steps2000": {"first_tokens": 1, "first_weight": 20.0, "steps": 2000},
+    # capacity bounds, not recipes (see `bound`): continuous gates trained without noise; the table scores their
+    # binarisation (logit >= 0), `bound` the continuous gates themselves
+    "soft": {"gate": "sigmoid"},  # each head times sigmoid(logit) in [0, 1]: the relaxation of the binary mask
+    "scale": {"gate": "scale"},  # each head times any real number: more than any mask can do
 }
+#: the capacity bounds' gate functions (logits → the factor each head's output is multiplied by)
+GATES = {"sigmoid": lambda x: x.sigmoid(), "scale": lambda x: x}
 TABLES = ROOT / "figures" / "tables"
 
 
@@ -78,6 +84,8 @@ def train(recipe: str, tasks: list[str], beside: int) -> None:
     fields = dict(RECIPES[recipe])
     distill = fields.pop("distill", False)
     torch.set_num_threads(1)
+    if "gate" in fields:
+        return train_continuous(recipe, tasks, beside)
     for task in tasks:
         out = mask_file(recipe, task)
         if out.exists():
@@ -100,6 +108,62 @@ def train(recipe: str, tasks: list[str], beside: int) -> None:
         mask.save(out)
         print(f"{recipe}/{task}: {mask.n_active} heads, loop {mask.meta.extra['train_seconds']} s, "
               f"wall {round(time.time() - t0, 1)} s", flush=True)
+
+
+def train_continuous(recipe: str, tasks: list[str], beside: int) -> None:
+    """A capacity bound: the same 2000 clips, batches (the mask recipe's data order), token-mean loss, lr schedule
+    and steps as the default recipe, but each head's output times a continuous factor (``GATES``) and no noise.
+    If even these gates cannot bring a task to the instruction, no binary mask of this model can; if they can,
+    the binary constraint or its optimisation is the gap. Saved as a HeadMask of the logits (for ``scale``
+    the factors; the table's binary score keeps the heads whose factor is at least 0.5)."""
+    import numpy as np
+    import torch
+
+    from aha_interp import HeadMask
+    from aha_interp.data.tasks import make_examples
+    from aha_interp.models.lalm import load_model
+    from aha_interp.training.mask import MaskTrainConfig
+
+    gate_fn = GATES[RECIPES[recipe]["gate"]]
+    for task in tasks:
+        out = mask_file(recipe, task)
+        if out.exists():
+            print(f"{recipe}/{task}: {out.relative_to(ROOT)} exists", flush=True)
+            continue
+        t0 = time.time()
+        lalm = load_model("tiny").freeze()
+        lalm.model.eval()
+        cfg = MaskTrainConfig(task=task)
+        examples = make_examples(task, cfg.n_train, seed=cfg.seed, split="train", progress=False)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        init = torch.empty(lalm.shape).normal_(cfg.init_mean if recipe == "soft" else 1.0, cfg.init_std, generator=gen)
+        logits = torch.nn.Parameter(init)
+        opt = torch.optim.AdamW([logits], lr=cfg.lr, weight_decay=0.0)
+        rng = np.random.default_rng(cfg.seed)
+        t1, log = time.time(), []
+        for step in range(cfg.steps):
+            idx = rng.integers(0, len(examples), cfg.batch_size)
+            inputs = lalm.build_inputs([examples[i].audio for i in idx], None, [examples[i].target for i in idx])
+            for g in opt.param_groups:
+                g["lr"] = cfg.learning_rate(step)
+            opt.zero_grad(set_to_none=True)
+            with lalm.masked(gate_fn(logits)):
+                ce = lalm.loss(inputs, reduction="mean")
+            ce.backward()
+            opt.step()
+            log.append(ce.item())
+            if (step + 1) % 50 == 0:
+                print(f"{recipe}/{task} step {step + 1}: ce {np.mean(log[-50:]):.4f}", flush=True)
+        mask = HeadMask(logits.detach().clone(), model=lalm.model_id, task=task, seed=cfg.seed, steps=cfg.steps,
+                        threshold=0.0 if recipe == "soft" else 0.5, source=f"experiments/mask_recipes.py {recipe}",
+                        extra={"recipe": recipe, "gate": RECIPES[recipe]["gate"], "beside": beside,
+                               "final_ce": round(float(np.mean(log[-50:])), 5),
+                               "train_seconds": round(time.time() - t1, 1),
+                               "wall_seconds": round(time.time() - t0, 1)})
+        out.parent.mkdir(parents=True, exist_ok=True)
+        mask.save(out)
+        print(f"{recipe}/{task}: loop {mask.meta.extra['train_seconds']} s, final ce {mask.meta.extra['final_ce']}",
+              flush=True)
 
 
 def _digest(path: Path) -> str:
@@ -234,6 +298,67 @@ def seen(recipes: list[str], n: int = N) -> None:
     write_text_atomic(TABLES / "mask_recipes_seen.md", "\n".join(lines) + "\n")
 
 
+def bound(tasks: list[str], n: int = N) -> None:
+    """Score the capacity bounds' continuous gates (``soft``, ``scale``) on the held-out test clips of the table,
+    beside their binarisation and the default mask from ``mask_recipes.csv``. Writes
+    ``figures/tables/mask_recipes_bound.{csv,md}``."""
+    import collections
+
+    import pandas as pd
+    import torch
+
+    from aha_interp import HeadMask
+    from aha_interp._atomic import write_text_atomic
+    from aha_interp.data.tasks import check_task, make_examples
+    from aha_interp.evaluation.evaluate import generate_answers
+    from aha_interp.evaluation.metrics import score
+    from aha_interp.models.lalm import load_model
+
+    torch.set_num_threads(int(os.environ.get("AHA_THREADS", "1")))
+    held = pd.read_csv(TABLES / "mask_recipes.csv", keep_default_na=False)
+    lalm, rows = load_model("tiny"), []
+    for task in tasks:
+        spec = check_task(task)
+        test = make_examples(task, n, seed=SEED, split="test", progress=False)
+        refs = [e.target for e in test]
+        for recipe in ("soft", "scale"):
+            f = mask_file(recipe, task)
+            if not f.exists():
+                continue
+            m = HeadMask.load(f)
+            gates = GATES[RECIPES[recipe]["gate"]](torch.from_numpy(m.logits.copy()).float())
+            hyps = generate_answers(lalm, [e.audio for e in test], [None] * len(test), gates,
+                                    max_new_tokens=spec.max_new_tokens)
+            res = score(spec, refs, hyps, seed=SEED)
+            binary = held[(held.task == task) & (held.condition == "mask") & (held.recipe == recipe)]
+            default = held[(held.task == task) & (held.condition == "mask") & (held.recipe == "default")]
+            ins = held[(held.task == task) & (held.condition == "instruction")]
+            shapes = collections.Counter(output_format(task, h) for h in hyps)
+            rows.append({"task": task, "recipe": recipe, "metric": res["metric"], "continuous": res["value"],
+                         "ci_low": res["ci_low"], "ci_high": res["ci_high"], "n": res["n"],
+                         "binarised": float(binary.value.iloc[0]) if len(binary) else float("nan"),
+                         "default_mask": float(default.value.iloc[0]) if len(default) else float("nan"),
+                         "instruction": float(ins.value.iloc[0]) if len(ins) else float("nan"),
+                         "gate_min": round(gates.min().item(), 3), "gate_max": round(gates.max().item(), 3),
+                         "heads_below_half": int((gates < 0.5).sum()), "final_ce": m.meta.extra.get("final_ce"),
+                         "train_seconds": m.meta.extra.get("train_seconds"),
+                         "shapes": ", ".join(f"{k} {v}" for k, v in shapes.most_common())})
+            print(json.dumps(rows[-1]), flush=True)
+    frame = pd.DataFrame(rows)
+    write_text_atomic(TABLES / "mask_recipes_bound.csv", frame.to_csv(index=False))
+    lines = ["# Capacity bounds: continuous head gates", "",
+             f"n = {n} held-out-voice test clips (seed {SEED}), 95 % bootstrap intervals. The default recipe's data, "
+             "steps, lr and token-mean loss, without noise, each head's output multiplied by a continuous factor: "
+             "`soft` sigmoid(logit) in [0, 1] (the relaxation of a binary mask), `scale` any real number. "
+             "`binarised`: the heads with factor >= 0.5 kept, scored in `mask_recipes.md`.", "",
+             "| task | gates | metric | continuous | binarised | default mask | instruction | factor range | "
+             "heads < 0.5 | final train CE | loop s | answers by shape |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.task} | {r.recipe} | {r.metric} | {r.continuous:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] | "
+              f"{r.binarised:.3f} | {r.default_mask:.3f} | {r.instruction:.3f} | [{r.gate_min}, {r.gate_max}] | "
+              f"{r.heads_below_half} | {r.final_ce} | {r.train_seconds} | {r.shapes} |" for r in frame.itertuples()]
+    write_text_atomic(TABLES / "mask_recipes_bound.md", "\n".join(lines) + "\n")
+
+
 def output_format(task: str, output: str) -> str:
     """What a greedy answer is, by its shape: the right format or which other task's answer it looks like."""
     from aha_interp.data.tasks import EMOTIONS, LEXICON
@@ -336,8 +461,13 @@ def main() -> None:
     v = sub.add_parser("seen")
     v.add_argument("--recipes", default="default", help="score these recipes' masks on their training clips")
     v.add_argument("--n", type=int, default=N, help="training clips per cell")
+    b = sub.add_parser("bound")
+    b.add_argument("--tasks", default=",".join(TASKS), help="score these tasks' continuous gates")
+    b.add_argument("--n", type=int, default=N, help="test clips per cell")
     args = p.parse_args()
-    if args.cmd == "seen":
+    if args.cmd == "bound":
+        bound(args.tasks.split(","), args.n)
+    elif args.cmd == "seen":
         seen(args.recipes.split(","), args.n)
     elif args.cmd == "train":
         train(args.recipe, args.tasks.split(","), args.beside)

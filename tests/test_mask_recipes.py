@@ -33,10 +33,14 @@ def test_every_recipe_is_a_valid_training_config(recipes):
     from aha_interp.training.mask import MaskTrainConfig
 
     keys = set()
+    bounds = [name for name, fields in recipes.RECIPES.items() if "gate" in fields]
+    assert bounds == ["soft", "scale"] and all(recipes.RECIPES[b]["gate"] in recipes.GATES for b in bounds)
     for name, fields in recipes.RECIPES.items():
+        if name in bounds:  # capacity bounds: continuous gates, trained by train_continuous
+            continue
         fields = {k: v for k, v in fields.items() if k != "distill"}
         keys.add((name.startswith("distilled"), MaskTrainConfig(task="json", **fields).key("m", "d")))
-    assert len(keys) == len(recipes.RECIPES)  # no two recipes train the same mask
+    assert len(keys) == len(recipes.RECIPES) - len(bounds)  # no two recipes train the same mask
 
 
 def test_table_ratio_and_shapes(recipes, tmp_path, monkeypatch):
@@ -76,3 +80,43 @@ def test_seen_scores_masks_on_their_training_clips(recipes, tmp_path, monkeypatc
     assert (frame.worst_token_ce >= frame.token_ce - 1e-6).all()
     assert frame.first_token_ce.iloc[0] < 0.5
     assert "| gr | default | accuracy |" in (tmp_path / "mask_recipes_seen.md").read_text()
+
+
+def test_capacity_bound_trains_continuous_gates_and_scores_them(recipes, tmp_path, monkeypatch):
+    """`train_continuous` moves the gates of a few steps; `bound` scores the continuous gates, reads the binarised
+    score from the sweep's CSV, and with every factor 1 (`scale` before any step) answers exactly as no mask."""
+    import torch
+
+    import aha_interp.training.mask as tm
+    from aha_interp import HeadMask
+    from aha_interp.data.tasks import check_task, make_examples
+    from aha_interp.evaluation.evaluate import generate_answers
+    from aha_interp.models.lalm import load_model
+
+    plain = tm.MaskTrainConfig
+    monkeypatch.setattr(tm, "MaskTrainConfig", lambda task: plain(task=task, steps=3, n_train=8, batch_size=4))
+    monkeypatch.setattr(recipes, "TABLES", tmp_path)
+    monkeypatch.setattr(recipes, "mask_file", lambda r, t: tmp_path / f"{r}-{t}.safetensors")
+    recipes.train_continuous("soft", ["gr"], beside=0)
+    soft = HeadMask.load(tmp_path / "soft-gr.safetensors")
+    assert soft.meta.steps == 3 and soft.meta.extra["gate"] == "sigmoid"
+    assert abs(soft.logits - 4.0).max() > 0.05  # lr 0.1 warm-up: the logits moved off N(4, 0.02)
+    # every factor exactly 1: the continuous gates are the identity
+    HeadMask(torch.ones(*soft.shape), model="tiny", task="gr", threshold=0.5).save(tmp_path / "scale-gr.safetensors")
+    pd.DataFrame([dict(recipe="scale", task="gr", condition="mask", value=0.25),
+                  dict(recipe="", task="gr", condition="instruction", value=1.0)]).to_csv(
+        tmp_path / "mask_recipes.csv", index=False)
+    import aha_interp.evaluation.evaluate as ev
+
+    answers, real = [], ev.generate_answers
+    monkeypatch.setattr(ev, "generate_answers", lambda *a, **k: answers.append(real(*a, **k)) or answers[-1])
+    recipes.bound(["gr"], n=4)
+    frame = pd.read_csv(tmp_path / "mask_recipes_bound.csv")
+    assert list(frame.recipe) == ["soft", "scale"] and (frame.n == 4).all()
+    scale = frame.iloc[1]
+    assert scale.binarised == 0.25 and scale.instruction == 1.0 and scale.heads_below_half == 0
+    test = make_examples("gr", 4, seed=recipes.SEED, split="test", progress=False)
+    unmasked = generate_answers(load_model("tiny"), [e.audio for e in test], [None] * 4, None,
+                                 max_new_tokens=check_task("gr").max_new_tokens)
+    assert answers[1] == unmasked  # the scale gates' answers, not scored from another run
+    assert "| gr | scale | accuracy |" in (tmp_path / "mask_recipes_bound.md").read_text()
