@@ -56,6 +56,8 @@ RECIPES: dict[str, dict] = {
     # binarisation (logit >= 0), `bound` the continuous gates themselves
     "soft": {"gate": "sigmoid"},  # each head times sigmoid(logit) in [0, 1]: the relaxation of the binary mask
     "scale": {"gate": "scale"},  # each head times any real number: more than any mask can do
+    "soft-worst": {"gate": "sigmoid", "loss": "worst"},  # … with the loss closest to greedy decoding's errors
+    "scale-worst": {"gate": "scale", "loss": "worst"},
 }
 #: the capacity bounds' gate functions (logits → the factor each head's output is multiplied by)
 GATES = {"sigmoid": lambda x: x.sigmoid(), "scale": lambda x: x}
@@ -111,10 +113,11 @@ def train(recipe: str, tasks: list[str], beside: int) -> None:
 
 
 def train_continuous(recipe: str, tasks: list[str], beside: int) -> None:
-    """A capacity bound: the same 2000 clips, batches (the mask recipe's data order), token-mean loss, lr schedule
-    and steps as the default recipe, but each head's output times a continuous factor (``GATES``) and no noise.
-    If even these gates cannot bring a task to the instruction, no binary mask of this model can; if they can,
-    the binary constraint or its optimisation is the gap. Saved as a HeadMask of the logits (for ``scale``
+    """A capacity bound: the same 2000 clips, batches (the mask recipe's data order), lr schedule and steps as the
+    default recipe, its token-mean loss or the recipe's, but each head's output times a continuous factor
+    (``GATES``) and no noise. Binary masks are a subset of these gates: where the continuous gates, optimised
+    without noise, stay far from the instruction, a binary mask is not expected to get there; where they reach
+    it, the binary constraint or its noisy optimisation is the gap. Saved as a HeadMask of the logits (for ``scale``
     the factors; the table's binary score keeps the heads whose factor is at least 0.5)."""
     import numpy as np
     import torch
@@ -122,9 +125,11 @@ def train_continuous(recipe: str, tasks: list[str], beside: int) -> None:
     from aha_interp import HeadMask
     from aha_interp.data.tasks import make_examples
     from aha_interp.models.lalm import load_model
-    from aha_interp.training.mask import MaskTrainConfig
+    from aha_interp.training.mask import MaskTrainConfig, _ce_and_kl, answer_weights
 
-    gate_fn = GATES[RECIPES[recipe]["gate"]]
+    fields = dict(RECIPES[recipe])
+    kind = fields.pop("gate")
+    gate_fn = GATES[kind]
     for task in tasks:
         out = mask_file(recipe, task)
         if out.exists():
@@ -133,10 +138,10 @@ def train_continuous(recipe: str, tasks: list[str], beside: int) -> None:
         t0 = time.time()
         lalm = load_model("tiny").freeze()
         lalm.model.eval()
-        cfg = MaskTrainConfig(task=task)
+        cfg = MaskTrainConfig(task=task, **fields)
         examples = make_examples(task, cfg.n_train, seed=cfg.seed, split="train", progress=False)
         gen = torch.Generator().manual_seed(cfg.seed)
-        init = torch.empty(lalm.shape).normal_(cfg.init_mean if recipe == "soft" else 1.0, cfg.init_std, generator=gen)
+        init = torch.empty(lalm.shape).normal_(cfg.init_mean if kind == "sigmoid" else 1.0, cfg.init_std, generator=gen)
         logits = torch.nn.Parameter(init)
         opt = torch.optim.AdamW([logits], lr=cfg.lr, weight_decay=0.0)
         rng = np.random.default_rng(cfg.seed)
@@ -148,15 +153,19 @@ def train_continuous(recipe: str, tasks: list[str], beside: int) -> None:
                 g["lr"] = cfg.learning_rate(step)
             opt.zero_grad(set_to_none=True)
             with lalm.masked(gate_fn(logits)):
-                ce = lalm.loss(inputs, reduction="mean")
+                if cfg.plain_loss:
+                    ce = lalm.loss(inputs, reduction="mean")
+                else:  # mask_step's weighted loss, without the noise
+                    w = answer_weights(inputs["labels"][:, 1:], cfg.loss, cfg.first_tokens, cfg.first_weight)
+                    ce = _ce_and_kl(lalm, inputs, None, w, cfg.focal, cfg.loss == "worst")[0] / w.sum()
             ce.backward()
             opt.step()
             log.append(ce.item())
             if (step + 1) % 50 == 0:
                 print(f"{recipe}/{task} step {step + 1}: ce {np.mean(log[-50:]):.4f}", flush=True)
         mask = HeadMask(logits.detach().clone(), model=lalm.model_id, task=task, seed=cfg.seed, steps=cfg.steps,
-                        threshold=0.0 if recipe == "soft" else 0.5, source=f"experiments/mask_recipes.py {recipe}",
-                        extra={"recipe": recipe, "gate": RECIPES[recipe]["gate"], "beside": beside,
+                        threshold=0.0 if kind == "sigmoid" else 0.5, source=f"experiments/mask_recipes.py {recipe}",
+                        extra={"recipe": recipe, "gate": kind, "beside": beside, **fields,
                                "final_ce": round(float(np.mean(log[-50:])), 5),
                                "train_seconds": round(time.time() - t1, 1),
                                "wall_seconds": round(time.time() - t0, 1)})
@@ -321,7 +330,7 @@ def bound(tasks: list[str], n: int = N) -> None:
         spec = check_task(task)
         test = make_examples(task, n, seed=SEED, split="test", progress=False)
         refs = [e.target for e in test]
-        for recipe in ("soft", "scale"):
+        for recipe in [r for r, fields in RECIPES.items() if "gate" in fields]:
             f = mask_file(recipe, task)
             if not f.exists():
                 continue
@@ -348,8 +357,9 @@ def bound(tasks: list[str], n: int = N) -> None:
     write_text_atomic(TABLES / "mask_recipes_bound.csv", frame.to_csv(index=False))
     lines = ["# Capacity bounds: continuous head gates", "",
              f"n = {n} held-out-voice test clips (seed {SEED}), 95 % bootstrap intervals. The default recipe's data, "
-             "steps, lr and token-mean loss, without noise, each head's output multiplied by a continuous factor: "
-             "`soft` sigmoid(logit) in [0, 1] (the relaxation of a binary mask), `scale` any real number. "
+             "steps and lr, without noise, each head's output multiplied by a continuous factor: "
+             "`soft` sigmoid(logit) in [0, 1] (the relaxation of a binary mask), `scale` any real number; `-worst`: "
+             "the worst-token loss (`--loss worst`) instead of the token mean. "
              "`binarised`: the heads with factor >= 0.5 kept, scored in `mask_recipes.md`.", "",
              "| task | gates | metric | continuous | binarised | default mask | instruction | factor range | "
              "heads < 0.5 | final train CE | loop s | answers by shape |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]

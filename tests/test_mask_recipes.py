@@ -34,7 +34,7 @@ def test_every_recipe_is_a_valid_training_config(recipes):
 
     keys = set()
     bounds = [name for name, fields in recipes.RECIPES.items() if "gate" in fields]
-    assert bounds == ["soft", "scale"] and all(recipes.RECIPES[b]["gate"] in recipes.GATES for b in bounds)
+    assert bounds == ["soft", "scale", "soft-worst", "scale-worst"] and all(recipes.RECIPES[b]["gate"] in recipes.GATES for b in bounds)
     for name, fields in recipes.RECIPES.items():
         if name in bounds:  # capacity bounds: continuous gates, trained by train_continuous
             continue
@@ -94,13 +94,16 @@ def test_capacity_bound_trains_continuous_gates_and_scores_them(recipes, tmp_pat
     from aha_interp.models.lalm import load_model
 
     plain = tm.MaskTrainConfig
-    monkeypatch.setattr(tm, "MaskTrainConfig", lambda task: plain(task=task, steps=3, n_train=8, batch_size=4))
+    monkeypatch.setattr(tm, "MaskTrainConfig", lambda task, **kw: plain(task=task, steps=3, n_train=8, batch_size=4, **kw))
     monkeypatch.setattr(recipes, "TABLES", tmp_path)
     monkeypatch.setattr(recipes, "mask_file", lambda r, t: tmp_path / f"{r}-{t}.safetensors")
     recipes.train_continuous("soft", ["gr"], beside=0)
     soft = HeadMask.load(tmp_path / "soft-gr.safetensors")
     assert soft.meta.steps == 3 and soft.meta.extra["gate"] == "sigmoid"
     assert abs(soft.logits - 4.0).max() > 0.05  # lr 0.1 warm-up: the logits moved off N(4, 0.02)
+    recipes.train_continuous("scale-worst", ["gr"], beside=0)  # the weighted loss's path
+    worst = HeadMask.load(tmp_path / "scale-worst-gr.safetensors")
+    assert worst.meta.extra["loss"] == "worst" and worst.threshold == 0.5 and abs(worst.logits - 1.0).max() > 0.05
     # every factor exactly 1: the continuous gates are the identity
     HeadMask(torch.ones(*soft.shape), model="tiny", task="gr", threshold=0.5).save(tmp_path / "scale-gr.safetensors")
     pd.DataFrame([dict(recipe="scale", task="gr", condition="mask", value=0.25),
@@ -112,7 +115,7 @@ def test_capacity_bound_trains_continuous_gates_and_scores_them(recipes, tmp_pat
     monkeypatch.setattr(ev, "generate_answers", lambda *a, **k: answers.append(real(*a, **k)) or answers[-1])
     recipes.bound(["gr"], n=4)
     frame = pd.read_csv(tmp_path / "mask_recipes_bound.csv")
-    assert list(frame.recipe) == ["soft", "scale"] and (frame.n == 4).all()
+    assert list(frame.recipe) == ["soft", "scale", "scale-worst"] and (frame.n == 4).all()  # those with a file
     scale = frame.iloc[1]
     assert scale.binarised == 0.25 and scale.instruction == 1.0 and scale.heads_below_half == 0
     test = make_examples("gr", 4, seed=recipes.SEED, split="test", progress=False)
