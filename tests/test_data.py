@@ -210,3 +210,26 @@ def test_single_task_summary_flags():
     s = summary(pd.DataFrame(rows)).set_index("task")
     assert s.loc["gr", "mask_beats_none"] and s.loc["gr", "mask_beats_random"] and s.loc["gr", "mask_reaches_goal"]
     assert not s.loc["asr", "mask_beats_none"] and s.loc["asr", "mask_beats_random"] and s.loc["asr", "mask_reaches_goal"]
+
+
+def test_espeak_worker_ends_quietly_when_its_parent_dies_mid_request():
+    """A parent killed while writing a request leaves a line without its newline: the worker answers the whole
+    requests before it and exits 0 without a traceback (it printed a JSONDecodeError before)."""
+    import json
+    import struct
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import espeakng_loader
+
+    from aha_interp.data import speech
+
+    script = Path(speech.__file__).with_name("_espeak_zygote.py")
+    data = speech._deterministic_data_dir(espeakng_loader.get_data_path())
+    whole = json.dumps(["red cat", "en-us", 175, 50, 50, 100]).encode() + b"\n"
+    res = subprocess.run([sys.executable, "-S", str(script), espeakng_loader.get_library_path(), data.name],
+                         input=whole + whole[:12], capture_output=True, timeout=60)
+    assert res.returncode == 0 and res.stderr == b""
+    n = struct.unpack("<i", res.stdout[4:8])[0]
+    assert n > 1000 and len(res.stdout) == 8 + n  # one answer (n bytes of int16 samples), nothing after

@@ -36,6 +36,8 @@ def main() -> None:
     out.write(struct.pack("<i", rate))
     out.flush()
     for line in sys.stdin.buffer:
+        if not line.endswith(b"\n"):  # a request cut short: the parent died mid-write; nothing to answer
+            break
         text, voice, speed, pitch, pitch_range, volume = json.loads(line)
         pid = os.fork()
         if pid == 0:
