@@ -55,9 +55,8 @@ RECIPES: dict[str, dict] = {
     # capacity bounds, not recipes (see `bound`): continuous gates trained without noise; the table scores their
     # binarisation (logit >= 0), `bound` the continuous gates themselves
     "soft": {"gate": "sigmoid"},  # each head times sigmoid(logit) in [0, 1]: the relaxation of the binary mask
-    "scale": {"gate": "scale"},  # each head times any real number: more than any mask can do
     "soft-worst": {"gate": "sigmoid", "loss": "worst"},  # … with the loss closest to greedy decoding's errors
-    "scale-worst": {"gate": "scale", "loss": "worst"},
+    "scale-worst": {"gate": "scale", "loss": "worst"},  # each head times any real number: more than a mask can do
 }
 #: the capacity bounds' gate functions (logits → the factor each head's output is multiplied by)
 GATES = {"sigmoid": lambda x: x.sigmoid(), "scale": lambda x: x}

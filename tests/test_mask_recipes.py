@@ -34,7 +34,8 @@ def test_every_recipe_is_a_valid_training_config(recipes):
 
     keys = set()
     bounds = [name for name, fields in recipes.RECIPES.items() if "gate" in fields]
-    assert bounds == ["soft", "scale", "soft-worst", "scale-worst"] and all(recipes.RECIPES[b]["gate"] in recipes.GATES for b in bounds)
+    assert bounds == ["soft", "soft-worst", "scale-worst"]
+    assert all(recipes.RECIPES[b]["gate"] in recipes.GATES for b in bounds)
     for name, fields in recipes.RECIPES.items():
         if name in bounds:  # capacity bounds: continuous gates, trained by train_continuous
             continue
@@ -84,7 +85,7 @@ def test_seen_scores_masks_on_their_training_clips(recipes, tmp_path, monkeypatc
 
 def test_capacity_bound_trains_continuous_gates_and_scores_them(recipes, tmp_path, monkeypatch):
     """`train_continuous` moves the gates of a few steps; `bound` scores the continuous gates, reads the binarised
-    score from the sweep's CSV, and with every factor 1 (`scale` before any step) answers exactly as no mask."""
+    score from the sweep's CSV, and with every factor 1 (`scale-worst` replaced by ones) answers exactly as no mask."""
     import torch
 
     import aha_interp.training.mask as tm
@@ -104,9 +105,10 @@ def test_capacity_bound_trains_continuous_gates_and_scores_them(recipes, tmp_pat
     recipes.train_continuous("scale-worst", ["gr"], beside=0)  # the weighted loss's path
     worst = HeadMask.load(tmp_path / "scale-worst-gr.safetensors")
     assert worst.meta.extra["loss"] == "worst" and worst.threshold == 0.5 and abs(worst.logits - 1.0).max() > 0.05
-    # every factor exactly 1: the continuous gates are the identity
-    HeadMask(torch.ones(*soft.shape), model="tiny", task="gr", threshold=0.5).save(tmp_path / "scale-gr.safetensors")
-    pd.DataFrame([dict(recipe="scale", task="gr", condition="mask", value=0.25),
+    # replaced by every factor exactly 1: the continuous gates are the identity
+    HeadMask(torch.ones(*soft.shape), model="tiny", task="gr", threshold=0.5).save(
+        tmp_path / "scale-worst-gr.safetensors")
+    pd.DataFrame([dict(recipe="scale-worst", task="gr", condition="mask", value=0.25),
                   dict(recipe="", task="gr", condition="instruction", value=1.0)]).to_csv(
         tmp_path / "mask_recipes.csv", index=False)
     import aha_interp.evaluation.evaluate as ev
@@ -115,11 +117,11 @@ def test_capacity_bound_trains_continuous_gates_and_scores_them(recipes, tmp_pat
     monkeypatch.setattr(ev, "generate_answers", lambda *a, **k: answers.append(real(*a, **k)) or answers[-1])
     recipes.bound(["gr"], n=4)
     frame = pd.read_csv(tmp_path / "mask_recipes_bound.csv")
-    assert list(frame.recipe) == ["soft", "scale", "scale-worst"] and (frame.n == 4).all()  # those with a file
+    assert list(frame.recipe) == ["soft", "scale-worst"] and (frame.n == 4).all()  # those with a file
     scale = frame.iloc[1]
     assert scale.binarised == 0.25 and scale.instruction == 1.0 and scale.heads_below_half == 0
     test = make_examples("gr", 4, seed=recipes.SEED, split="test", progress=False)
     unmasked = generate_answers(load_model("tiny"), [e.audio for e in test], [None] * 4, None,
                                  max_new_tokens=check_task("gr").max_new_tokens)
     assert answers[1] == unmasked  # the scale gates' answers, not scored from another run
-    assert "| gr | scale | accuracy |" in (tmp_path / "mask_recipes_bound.md").read_text()
+    assert "| gr | scale-worst | accuracy |" in (tmp_path / "mask_recipes_bound.md").read_text()
