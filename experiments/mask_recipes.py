@@ -87,11 +87,7 @@ def train(recipe: str, tasks: list[str], beside: int) -> None:
     torch.set_num_threads(1)
     if "gate" in fields:
         return train_continuous(recipe, tasks, beside)
-    for task in tasks:
-        out = mask_file(recipe, task)
-        if out.exists():
-            print(f"{recipe}/{task}: {out.relative_to(ROOT)} exists", flush=True)
-            continue
+    for task, out in _missing(recipe, tasks):
         t0 = time.time()
         lalm = load_model("tiny")
         cfg = MaskTrainConfig(task=task, **fields)
@@ -109,6 +105,16 @@ def train(recipe: str, tasks: list[str], beside: int) -> None:
         mask.save(out)
         print(f"{recipe}/{task}: {mask.n_active} heads, loop {mask.meta.extra['train_seconds']} s, "
               f"wall {round(time.time() - t0, 1)} s", flush=True)
+
+
+def _missing(recipe: str, tasks: list[str]):
+    """``(task, mask file)`` of each task whose mask this recipe has not written yet."""
+    for task in tasks:
+        out = mask_file(recipe, task)
+        if out.exists():
+            print(f"{recipe}/{task}: {out.relative_to(ROOT)} exists", flush=True)
+        else:
+            yield task, out
 
 
 def train_continuous(recipe: str, tasks: list[str], beside: int) -> None:
@@ -129,11 +135,7 @@ def train_continuous(recipe: str, tasks: list[str], beside: int) -> None:
     fields = dict(RECIPES[recipe])
     kind = fields.pop("gate")
     gate_fn = GATES[kind]
-    for task in tasks:
-        out = mask_file(recipe, task)
-        if out.exists():
-            print(f"{recipe}/{task}: {out.relative_to(ROOT)} exists", flush=True)
-            continue
+    for task, out in _missing(recipe, tasks):
         t0 = time.time()
         lalm = load_model("tiny").freeze()
         lalm.model.eval()
@@ -251,7 +253,6 @@ def seen(recipes: list[str], n: int = N) -> None:
     import torch
 
     from aha_interp import HeadMask
-    from aha_interp._atomic import write_text_atomic
     from aha_interp.data.prompts import eval_prompts
     from aha_interp.data.tasks import make_examples
     from aha_interp.evaluation.evaluate import evaluate
@@ -290,24 +291,21 @@ def seen(recipes: list[str], n: int = N) -> None:
                          "worst_is_first": int((worst_at == start).sum()),
                          "token_ce": round((ce.sum() / on.sum()).item(), 4)})
             print(json.dumps(rows[-1]), flush=True)
-    frame = pd.DataFrame(rows)
-    write_text_atomic(TABLES / "mask_recipes_seen.csv", frame.to_csv(index=False))
-    lines = ["# Masks on their own training clips", "",
+    _write_frame("mask_recipes_seen", rows, ["# Masks on their own training clips", "",
              f"The first n = {n} of each mask's 2000 training clips (seed {SEED}, its training voices) against the "
              "held-out-voice test clips of `mask_recipes.md`; 95 % bootstrap intervals. Teacher-forced on the "
              "labels (the instruction: its first training wording): the mean cross-entropy (nats) of the answer's "
              "first token, of its worst token and of all its tokens, and in how many answers the worst token is "
              "the first.", "",
              "| task | recipe | metric | seen clips | held-out clips | first-token CE | worst-token CE | "
-             "worst is first | token CE |", "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.task} | {r.recipe} | {r.metric} | {r.seen:.3f} [{r.seen_low:.3f}, {r.seen_high:.3f}] | "
-              f"{r.held_out:.3f} | {r.first_token_ce:.3f} | {r.worst_token_ce:.3f} | {r.worst_is_first} / {r.n} | "
-              f"{r.token_ce:.3f} |" for r in frame.itertuples()]
-    write_text_atomic(TABLES / "mask_recipes_seen.md", "\n".join(lines) + "\n")
+             "worst is first | token CE |", "|---|---|---|---|---|---|---|---|---|"],
+                 lambda r: f"| {r.task} | {r.recipe} | {r.metric} | {r.seen:.3f} [{r.seen_low:.3f}, {r.seen_high:.3f}] | "
+                           f"{r.held_out:.3f} | {r.first_token_ce:.3f} | {r.worst_token_ce:.3f} | {r.worst_is_first} "
+                           f"/ {r.n} | {r.token_ce:.3f} |")
 
 
 def bound(tasks: list[str], n: int = N) -> None:
-    """Score the capacity bounds' continuous gates (``soft``, ``scale``) on the held-out test clips of the table,
+    """Score the capacity bounds' continuous gates (the recipes with a ``gate``) on the held-out test clips of the table,
     beside their binarisation and the default mask from ``mask_recipes.csv``. Writes
     ``figures/tables/mask_recipes_bound.{csv,md}``."""
     import collections
@@ -316,7 +314,6 @@ def bound(tasks: list[str], n: int = N) -> None:
     import torch
 
     from aha_interp import HeadMask
-    from aha_interp._atomic import write_text_atomic
     from aha_interp.data.tasks import check_task, make_examples
     from aha_interp.evaluation.evaluate import generate_answers
     from aha_interp.evaluation.metrics import score
@@ -352,20 +349,28 @@ def bound(tasks: list[str], n: int = N) -> None:
                          "train_seconds": m.meta.extra.get("train_seconds"),
                          "shapes": ", ".join(f"{k} {v}" for k, v in shapes.most_common())})
             print(json.dumps(rows[-1]), flush=True)
-    frame = pd.DataFrame(rows)
-    write_text_atomic(TABLES / "mask_recipes_bound.csv", frame.to_csv(index=False))
-    lines = ["# Capacity bounds: continuous head gates", "",
+    _write_frame("mask_recipes_bound", rows, ["# Capacity bounds: continuous head gates", "",
              f"n = {n} held-out-voice test clips (seed {SEED}), 95 % bootstrap intervals. The default recipe's data, "
              "steps and lr, without noise, each head's output multiplied by a continuous factor: "
              "`soft` sigmoid(logit) in [0, 1] (the relaxation of a binary mask), `scale` any real number; `-worst`: "
              "the worst-token loss (`--loss worst`) instead of the token mean. "
              "`binarised`: the heads with factor >= 0.5 kept, scored in `mask_recipes.md`.", "",
              "| task | gates | metric | continuous | binarised | default mask | instruction | factor range | "
-             "heads < 0.5 | final train CE | loop s | answers by shape |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.task} | {r.recipe} | {r.metric} | {r.continuous:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] | "
-              f"{r.binarised:.3f} | {r.default_mask:.3f} | {r.instruction:.3f} | [{r.gate_min}, {r.gate_max}] | "
-              f"{r.heads_below_half} | {r.final_ce} | {r.train_seconds} | {r.shapes} |" for r in frame.itertuples()]
-    write_text_atomic(TABLES / "mask_recipes_bound.md", "\n".join(lines) + "\n")
+             "heads < 0.5 | final train CE | loop s | answers by shape |", "|---|---|---|---|---|---|---|---|---|---|---|---|"],
+                 lambda r: f"| {r.task} | {r.recipe} | {r.metric} | {r.continuous:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] "
+                           f"| {r.binarised:.3f} | {r.default_mask:.3f} | {r.instruction:.3f} | [{r.gate_min}, "
+                           f"{r.gate_max}] | {r.heads_below_half} | {r.final_ce} | {r.train_seconds} | {r.shapes} |")
+
+
+def _write_frame(name: str, rows: list[dict], head: list[str], line) -> None:
+    """``figures/tables/<name>.csv`` of ``rows`` and ``<name>.md``: ``head``, then ``line(row)`` for each row."""
+    import pandas as pd
+
+    from aha_interp._atomic import write_text_atomic
+
+    frame = pd.DataFrame(rows)
+    write_text_atomic(TABLES / f"{name}.csv", frame.to_csv(index=False))
+    write_text_atomic(TABLES / f"{name}.md", "\n".join(head + [line(r) for r in frame.itertuples()]) + "\n")
 
 
 def output_format(task: str, output: str) -> str:
