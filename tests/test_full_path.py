@@ -98,7 +98,8 @@ def test_gumbel_sigmoid_is_hard_forward_soft_backward():
 @pytest.mark.parametrize("bad", [["--task", "nope"], ["--task", "gr", "--noise", "gauss"], ["--task", "gr", "--steps", "0"],
                                  ["--task", "gr", "--lam", "-1"], ["--task", "gr", "--loss", "mean"],
                                  ["--task", "gr", "--first-weight", "0"], ["--task", "gr", "--first-tokens", "-2"],
-                                 ["--task", "gr", "--focal", "-1"], ["--task", "gr", "--focal", "nan"]])
+                                 ["--task", "gr", "--focal", "-1"], ["--task", "gr", "--focal", "nan"],
+                                 ["--task", "gr", "--gates", "soft"]])
 def test_train_rejects_bad_arguments_before_loading(bad, tmp_path, capsys):
     out = tmp_path / "m.safetensors"
     assert main(["train", "--model", str(tmp_path / "no-model"), *bad, "--out", str(out)]) == 2
@@ -351,3 +352,20 @@ def test_loss_options_weight_the_answer_tokens_as_documented(mini_model):
         MaskTrainConfig(task="gr", first_weight=0.0)
     with pytest.raises(AhaError, match="focal"):
         MaskTrainConfig(task="gr", focal=-0.5)
+
+
+def test_relaxed_gates_are_the_sigmoid_of_the_logits_for_every_example():
+    """`--gates relaxed`: each head times sigmoid(logit), the same for every example, whatever the noise; the
+    gradient is the sigmoid's (no straight-through); the default stays the hard Gumbel gates and its run key."""
+    from aha_interp.training.mask import MaskGates, MaskTrainConfig
+
+    logits = torch.randn(4, 32) * 3
+    noise = torch.randn(5, 4, 32) * 10
+    relaxed = MaskGates(logits.clone(), "relaxed")
+    g = relaxed(noise, tau=0.05)
+    assert g.shape == (5, 4, 32) and torch.equal(g[3], torch.sigmoid(logits))
+    g.sum().backward()
+    assert torch.allclose(relaxed.logits.grad, 5 * torch.sigmoid(logits) * torch.sigmoid(-logits), atol=1e-6)
+    hard = MaskGates(logits.clone())(noise, tau=0.05)
+    assert set(hard.unique().tolist()) <= {0.0, 1.0}
+    assert MaskTrainConfig(task="gr", gates="relaxed").key("m", "d") != MaskTrainConfig(task="gr").key("m", "d")

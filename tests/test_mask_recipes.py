@@ -1,6 +1,7 @@
 """experiments/mask_recipes.py: the recipe sweep's table and its reading of the masks' answers (no training)."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -125,3 +126,30 @@ def test_capacity_bound_trains_continuous_gates_and_scores_them(recipes, tmp_pat
                                  max_new_tokens=check_task("gr").max_new_tokens)
     assert answers[1] == unmasked  # the scale gates' answers, not scored from another run
     assert "| gr | scale-worst | accuracy |" in (tmp_path / "mask_recipes_bound.md").read_text()
+
+
+def test_soft_worst_bound_is_the_relaxed_gates_option(recipes, tmp_path, monkeypatch):
+    """The sweep's `soft-worst` bound computes what `aha-interp train --gates relaxed --loss worst` (the
+    `relaxed-worst` recipe) does: the same logits after a few steps on the same clips, up to float rounding (the
+    library gates each example and divides by a float64 token count)."""
+    import numpy as np
+
+    import aha_interp.training.mask as tm
+    from aha_interp import HeadMask
+    from aha_interp.data.tasks import make_examples
+    from aha_interp.models.lalm import load_model
+
+    small = dict(steps=4, n_train=8, batch_size=4)
+    plain = tm.MaskTrainConfig
+    monkeypatch.setattr(tm, "MaskTrainConfig", lambda task, **kw: plain(task=task, **small, **kw))
+    monkeypatch.setattr(recipes, "mask_file", lambda r, t: tmp_path / f"{r}-{t}.safetensors")
+    recipes.train_continuous("soft-worst", ["gr_asr"], beside=0)
+    bound = HeadMask.load(tmp_path / "soft-worst-gr_asr.safetensors")
+    monkeypatch.setattr(tm, "MaskTrainConfig", plain)
+    cfg = plain(task="gr_asr", gates="relaxed", loss="worst", **small)
+    lib = tm.train_mask(load_model("tiny"), cfg, tmp_path / "run", progress=False,
+                        examples=make_examples("gr_asr", 8, seed=0, split="train", progress=False))
+    assert np.allclose(lib.logits, bound.logits, atol=1e-5, rtol=0)
+    assert abs(lib.logits - 4.0).max() > 0.05 and lib.meta.extra["gates"] == "relaxed"
+    assert cfg.key("m", "d") != plain(task="gr_asr", loss="worst").key("m", "d")
+    assert "gates" not in json.dumps(plain(task="gr_asr").key("m", "d"))  # the official run key is unchanged

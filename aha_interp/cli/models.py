@@ -104,6 +104,9 @@ def train(
     lr: Annotated[float, typer.Option(help="Peak learning rate (official: 1e-2 over 90k steps).")] = 0.1,
     lam: Annotated[float, typer.Option("--lam", help="Sparsity penalty λ per active head.")] = 0.0,
     noise: Annotated[str, typer.Option(help="Gumbel noise: left-tail (official) or logistic.")] = "left-tail",
+    gates: Annotated[str, typer.Option(metavar="gumbel|relaxed", help="Gates while training: hard 0/1 gates from "
+                                       "noisy logits (gumbel, official), or each head times sigmoid(logit), no noise "
+                                       "(relaxed); the mask is logit >= 0 either way.")] = "gumbel",
     tau_end: Annotated[float, typer.Option(help="Final temperature (official code 0.05; paper text 0.5).")] = 0.05,
     n_train: Annotated[int, typer.Option(help="Synthetic training clips (see --train-voices).")] = 2000,
     train_voices: Annotated[str, typer.Option(metavar="original|all", help="Voices of the synthetic training clips: "
@@ -154,7 +157,7 @@ def train(
     Examples:
       aha-interp train --task gr --out gr.safetensors --steps 200
       aha-interp train --task asr --train-voices all --lam 0.01 --seed 1 --out asr-s1.safetensors
-      aha-interp train --task json --first-tokens 4 --first-weight 5 --out json.safetensors
+      aha-interp train --task json --gates relaxed --loss worst --out json.safetensors
       aha-interp train --task accent --metric accuracy --labels us,uk --dataset data/accents --out accent.safetensors
       aha-interp train --task gr --distill-from "What is the gender of the speaker?" --out gr-distilled.safetensors
       torchrun --nproc-per-node 2 -m aha_interp.cli train --task gr --device cuda --out gr.safetensors
@@ -201,10 +204,11 @@ def train(
 
     from ..training.mask import MaskTrainConfig, train_mask
 
-    # the config validates noise and ranges before any model is loaded
+    # the config validates noise, gates and ranges before any model is loaded
     cfg = MaskTrainConfig(task=task, steps=steps, batch_size=batch_size, lr=lr, lam=lam, noise=noise, tau_end=tau_end,
                           n_train=n_train, seed=seed, threads=threads, train_voices=train_voices, kl=distill_kl,
-                          loss=loss, first_tokens=first_tokens, first_weight=first_weight, focal=focal)
+                          loss=loss, first_tokens=first_tokens, first_weight=first_weight, focal=focal,
+                          gates=gates)
 
     from ..models.lalm import load_model
     from ..training.distributed import enable_checkpointing, init_distributed

@@ -13,6 +13,10 @@ Faithful to the official AHAMask code by default:
   times ``(1 - p)^γ``: the tokens the masked model already predicts weigh little) are options;
 * the inference mask is ``logit >= 0``.
 
+``gates="relaxed"`` is not the paper's: each head's output is multiplied by ``sigmoid(logit)`` itself — continuous
+gates, no noise, no straight-through — and the mask is still ``logit >= 0`` at the end. On the embedded model it
+finds better binary masks for the composite formats than the noisy hard gates (see docs/training.md).
+
 The official run is 90k steps at peak lr 1e-2; the default here is 500 steps at peak lr 0.1 so that
 logits can travel as far in a run of minutes (both are options).
 Only the mask logits train: the model is frozen and never receives a gradient.
@@ -62,6 +66,7 @@ class MaskTrainConfig:
     tau_end: float = 0.05
     tau_decay_frac: float = 0.3
     noise: str = "left-tail"  # or "logistic"
+    gates: str = "gumbel"  # or "relaxed": sigmoid(logits) in the forward pass, no noise (see GATE_KINDS)
     lam: float = 0.0
     init_mean: float = 4.0
     init_std: float = 0.02
@@ -83,6 +88,8 @@ class MaskTrainConfig:
             check_task(self.task)  # a task of your own needs a plain name (its clips come with it): this one is not
         if self.noise not in ("left-tail", "logistic"):
             raise AhaError(f"unknown noise {self.noise!r}; use left-tail or logistic")
+        if self.gates not in GATE_KINDS:
+            raise AhaError(f"unknown gates {self.gates!r}; use {' or '.join(GATE_KINDS)}")
         if self.train_voices not in TRAIN_VOICES:
             raise AhaError(f"unknown training voices {self.train_voices!r}; use {' or '.join(TRAIN_VOICES)}")
         bad = [f.name for f in fields(self) if isinstance(getattr(self, f.name), float)
@@ -128,6 +135,8 @@ class MaskTrainConfig:
                 d.pop(k)
         if not d["focal"]:
             d.pop("focal")
+        if d["gates"] == "gumbel":  # … and from before the gate option
+            d.pop("gates")
         return hashlib.sha256(json.dumps([d, model_id, data], sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -159,6 +168,11 @@ def answer_weights(labels: torch.Tensor, loss: str = "token", first_tokens: int 
 
 
 # --------------------------------------------------------------------------------------------- the gates
+#: ``gumbel``: hard 0/1 gates from noisy logits, straight-through gradients (the official AHAMask gates);
+#: ``relaxed``: the continuous ``sigmoid(logits)``, the same for every example, no noise
+GATE_KINDS = ("gumbel", "relaxed")
+
+
 def sample_noise(shape, kind: str, generator: torch.Generator) -> torch.Tensor:
     u = torch.rand(shape, generator=generator).clamp_(1e-10, 1 - 1e-10)
     if kind == "left-tail":  # log of an Exp(1) sample: the official code's "Gumbel, left-tail"
@@ -176,14 +190,18 @@ def gumbel_sigmoid(logits: torch.Tensor, tau: float, noise: torch.Tensor) -> tor
 
 
 class MaskGates(torch.nn.Module):
-    """The trainable mask: ``logits [n_layers, n_heads]``; ``forward(noise, tau)`` gives hard gates
-    ``[B, n_layers, n_heads]``. A module so that DDP can own it (the mask is the only trained parameter)."""
+    """The trainable mask: ``logits [n_layers, n_heads]``; ``forward(noise, tau)`` gives the gates
+    ``[B, n_layers, n_heads]`` (hard, or with ``kind="relaxed"`` ``sigmoid(logits)`` for every example, the noise
+    unused). A module so that DDP can own it (the mask is the only trained parameter)."""
 
-    def __init__(self, logits: torch.Tensor):
+    def __init__(self, logits: torch.Tensor, kind: str = "gumbel"):
         super().__init__()
         self.logits = torch.nn.Parameter(logits)
+        self.kind = kind
 
     def forward(self, noise: torch.Tensor, tau: float) -> torch.Tensor:
+        if self.kind == "relaxed":
+            return torch.sigmoid(self.logits).unsqueeze(0).expand(noise.shape[0], -1, -1)
         return gumbel_sigmoid(self.logits.unsqueeze(0), tau, noise)
 
 
@@ -535,7 +553,7 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *,
     init = torch.empty(lalm.shape)
     with torch.no_grad():
         init.normal_(cfg.init_mean, cfg.init_std, generator=gen)
-    gates = MaskGates(init).to(lalm.device)
+    gates = MaskGates(init, cfg.gates).to(lalm.device)
     opt = torch.optim.AdamW([gates.logits], lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.999))
     data_rng = np.random.default_rng(cfg.seed)
     start = run.resume(gates.logits, opt, gen, data_rng)
@@ -550,6 +568,7 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *,
                **({} if cfg.plain_loss else {"loss": cfg.loss, "first_tokens": cfg.first_tokens,
                                              "first_weight": cfg.first_weight}),
                **({"focal": cfg.focal} if cfg.focal else {}),
+               **({"gates": cfg.gates} if cfg.gates != "gumbel" else {}),
                "noise": cfg.noise, "lr": cfg.lr, "batch_size": cfg.batch_size, "n_train": len(examples),
                "train_voices": cfg.train_voices, "init": [cfg.init_mean, cfg.init_std],
                "final_loss": final.get("loss"), "final_ce": final.get("ce"),
