@@ -61,6 +61,9 @@ RECIPES: dict[str, dict] = {
 }
 #: the capacity bounds' gate functions (logits → the factor each head's output is multiplied by)
 GATES = {"sigmoid": lambda x: x.sigmoid(), "scale": lambda x: x}
+#: recipes whose masks were trained as continuous gates (the bounds, and `--gates relaxed`) → their gate function
+CONTINUOUS = {r: f.get("gate", "sigmoid") for r, f in RECIPES.items()
+              if "gate" in f or f.get("gates") == "relaxed"}
 TABLES = ROOT / "figures" / "tables"
 
 
@@ -306,9 +309,9 @@ def seen(recipes: list[str], n: int = N) -> None:
 
 
 def bound(tasks: list[str], n: int = N) -> None:
-    """Score the capacity bounds' continuous gates (the recipes with a ``gate``) on the held-out test clips of the table,
-    beside their binarisation and the default mask from ``mask_recipes.csv``. Writes
-    ``figures/tables/mask_recipes_bound.{csv,md}``."""
+    """Score the continuous gates of the capacity bounds and of ``--gates relaxed`` (``CONTINUOUS``) on the
+    held-out test clips of the table, beside their binarisation and the default mask from ``mask_recipes.csv``.
+    Writes ``figures/tables/mask_recipes_bound.{csv,md}``."""
     import collections
 
     import pandas as pd
@@ -327,12 +330,12 @@ def bound(tasks: list[str], n: int = N) -> None:
         spec = check_task(task)
         test = make_examples(task, n, seed=SEED, split="test", progress=False)
         refs = [e.target for e in test]
-        for recipe in [r for r, fields in RECIPES.items() if "gate" in fields]:
+        for recipe, kind in CONTINUOUS.items():
             f = mask_file(recipe, task)
             if not f.exists():
                 continue
             m = HeadMask.load(f)
-            gates = GATES[RECIPES[recipe]["gate"]](torch.from_numpy(m.logits.copy()).float())
+            gates = GATES[kind](torch.from_numpy(m.logits.copy()).float())
             hyps = generate_answers(lalm, [e.audio for e in test], [None] * len(test), gates,
                                     max_new_tokens=spec.max_new_tokens)
             res = score(spec, refs, hyps, seed=SEED)
@@ -354,7 +357,8 @@ def bound(tasks: list[str], n: int = N) -> None:
              f"n = {n} held-out-voice test clips (seed {SEED}), 95 % bootstrap intervals. The default recipe's data, "
              "steps and lr, without noise, each head's output multiplied by a continuous factor: "
              "`soft` sigmoid(logit) in [0, 1] (the relaxation of a binary mask), `scale` any real number; `-worst`: "
-             "the worst-token loss (`--loss worst`) instead of the token mean. "
+             "the worst-token loss (`--loss worst`) instead of the token mean. `relaxed-worst`: the same as "
+             "`soft-worst`, trained by `aha-interp train --gates relaxed --loss worst`. "
              "`binarised`: the heads with factor >= 0.5 kept, scored in `mask_recipes.md`.", "",
              "| task | gates | metric | continuous | binarised | default mask | instruction | factor range | "
              "heads < 0.5 | final train CE | loop s | answers by shape |", "|---|---|---|---|---|---|---|---|---|---|---|---|"],
@@ -426,7 +430,8 @@ def _write_md(frame, n: int, out: str) -> None:
              "mask). Wall times in seconds: the training loop, and end to end (clip synthesis, teacher answers, "
              "model load); `beside`: other CPU-heavy jobs on the 2-core machine meanwhile. `default` and `distilled` are "
              "the committed masks, not retrained: their times are from when they were trained (the default ones on "
-             "a machine about 4x faster).", ""]
+             "a machine about 4x faster). `soft`, `soft-worst`, `scale-worst`: the capacity bounds of "
+             "`mask_recipes_bound.md` (continuous gates), binarised.", ""]
     lines += ["| task | recipe | metric | mask | ratio | random (same heads) | heads | steps | loop s | wall s | beside |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for task, g in frame.groupby("task", sort=False):
