@@ -356,7 +356,8 @@ def test_loss_options_weight_the_answer_tokens_as_documented(mini_model):
 
 def test_relaxed_gates_are_the_sigmoid_of_the_logits_for_every_example():
     """`--gates relaxed`: each head times sigmoid(logit), the same for every example, whatever the noise; the
-    gradient is the sigmoid's (no straight-through); the default stays the hard Gumbel gates and its run key."""
+    gradient is the sigmoid's (no straight-through); `annealed` starts there and ends all but binary; the default
+    stays the hard Gumbel gates and its run key."""
     from aha_interp.training.mask import MaskGates, MaskTrainConfig
 
     logits = torch.randn(4, 32) * 3
@@ -366,6 +367,11 @@ def test_relaxed_gates_are_the_sigmoid_of_the_logits_for_every_example():
     assert g.shape == (5, 4, 32) and torch.equal(g[3], torch.sigmoid(logits))
     g.sum().backward()
     assert torch.allclose(relaxed.logits.grad, 5 * torch.sigmoid(logits) * torch.sigmoid(-logits), atol=1e-6)
+    annealed = MaskGates(logits.clone(), "annealed", tau_start=4.0)
+    assert torch.equal(annealed(noise, tau=4.0), g.detach())  # τ = τ_start: the relaxed gates
+    sharp = annealed(noise, tau=0.05)[0]  # τ_end: sigmoid(80 · logit), all but binary
+    far = logits.abs() > 0.2
+    assert torch.equal(sharp[far].round(), (logits[far] > 0).float()) and ((sharp[far] - 0.5).abs() > 0.49).all()
     hard = MaskGates(logits.clone())(noise, tau=0.05)
     assert set(hard.unique().tolist()) <= {0.0, 1.0}
     assert MaskTrainConfig(task="gr", gates="relaxed").key("m", "d") != MaskTrainConfig(task="gr").key("m", "d")

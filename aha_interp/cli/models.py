@@ -104,9 +104,10 @@ def train(
     lr: Annotated[float, typer.Option(help="Peak learning rate (official: 1e-2 over 90k steps).")] = 0.1,
     lam: Annotated[float, typer.Option("--lam", help="Sparsity penalty λ per active head.")] = 0.0,
     noise: Annotated[str, typer.Option(help="Gumbel noise: left-tail (official) or logistic.")] = "left-tail",
-    gates: Annotated[str, typer.Option(metavar="gumbel|relaxed", help="Gates while training: hard 0/1 gates from "
-                                       "noisy logits (gumbel, official), or each head times sigmoid(logit), no noise "
-                                       "(relaxed); the mask is logit >= 0 either way.")] = "gumbel",
+    gates: Annotated[str, typer.Option(metavar="gumbel|relaxed|annealed", help="Gates while training: hard 0/1 "
+                                       "gates from noisy logits (gumbel, official), each head times sigmoid(logit), no "
+                                       "noise (relaxed), or that sigmoid sharpened along the τ schedule (annealed); "
+                                       "the mask is logit >= 0 in every case.")] = "gumbel",
     tau_end: Annotated[float, typer.Option(help="Final temperature (official code 0.05; paper text 0.5).")] = 0.05,
     n_train: Annotated[int, typer.Option(help="Synthetic training clips (see --train-voices).")] = 2000,
     train_voices: Annotated[str, typer.Option(metavar="original|all", help="Voices of the synthetic training clips: "

@@ -14,7 +14,8 @@ Faithful to the official AHAMask code by default:
 * the inference mask is ``logit >= 0``.
 
 ``gates="relaxed"`` is not the paper's: each head's output is multiplied by ``sigmoid(logit)`` itself — continuous
-gates, no noise, no straight-through — and the mask is still ``logit >= 0`` at the end. On the embedded model it
+gates, no noise, no straight-through — and the mask is still ``logit >= 0`` at the end; ``gates="annealed"``
+sharpens those gates along the τ schedule, ``sigmoid(logit · τ_start / τ)``. On the embedded model it
 finds better binary masks for the composite formats than the noisy hard gates (see docs/training.md).
 
 The official run is 90k steps at peak lr 1e-2; the default here is 500 steps at peak lr 0.1 so that
@@ -66,7 +67,7 @@ class MaskTrainConfig:
     tau_end: float = 0.05
     tau_decay_frac: float = 0.3
     noise: str = "left-tail"  # or "logistic"
-    gates: str = "gumbel"  # or "relaxed": sigmoid(logits) in the forward pass, no noise (see GATE_KINDS)
+    gates: str = "gumbel"  # or "relaxed": sigmoid(logits) in the forward pass, no noise; or "annealed" (GATE_KINDS)
     lam: float = 0.0
     init_mean: float = 4.0
     init_std: float = 0.02
@@ -169,8 +170,10 @@ def answer_weights(labels: torch.Tensor, loss: str = "token", first_tokens: int 
 
 # --------------------------------------------------------------------------------------------- the gates
 #: ``gumbel``: hard 0/1 gates from noisy logits, straight-through gradients (the official AHAMask gates);
-#: ``relaxed``: the continuous ``sigmoid(logits)``, the same for every example, no noise
-GATE_KINDS = ("gumbel", "relaxed")
+#: ``relaxed``: the continuous ``sigmoid(logits)``, the same for every example, no noise; ``annealed``:
+#: ``sigmoid(logits · τ_start / τ)``, no noise: ``relaxed`` at first, sharpened along the τ schedule until the gates
+#: are nearly the binary mask they become (relaxed masks lose much of their score when binarised)
+GATE_KINDS = ("gumbel", "relaxed", "annealed")
 
 
 def sample_noise(shape, kind: str, generator: torch.Generator) -> torch.Tensor:
@@ -194,14 +197,15 @@ class MaskGates(torch.nn.Module):
     ``[B, n_layers, n_heads]`` (hard, or with ``kind="relaxed"`` ``sigmoid(logits)`` for every example, the noise
     unused). A module so that DDP can own it (the mask is the only trained parameter)."""
 
-    def __init__(self, logits: torch.Tensor, kind: str = "gumbel"):
+    def __init__(self, logits: torch.Tensor, kind: str = "gumbel", tau_start: float = 4.0):
         super().__init__()
         self.logits = torch.nn.Parameter(logits)
-        self.kind = kind
+        self.kind, self.tau_start = kind, tau_start
 
     def forward(self, noise: torch.Tensor, tau: float) -> torch.Tensor:
-        if self.kind == "relaxed":
-            return torch.sigmoid(self.logits).unsqueeze(0).expand(noise.shape[0], -1, -1)
+        if self.kind in ("relaxed", "annealed"):
+            sharp = self.tau_start / tau if self.kind == "annealed" else 1.0
+            return torch.sigmoid(self.logits * sharp).unsqueeze(0).expand(noise.shape[0], -1, -1)
         return gumbel_sigmoid(self.logits.unsqueeze(0), tau, noise)
 
 
@@ -553,7 +557,7 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *,
     init = torch.empty(lalm.shape)
     with torch.no_grad():
         init.normal_(cfg.init_mean, cfg.init_std, generator=gen)
-    gates = MaskGates(init, cfg.gates).to(lalm.device)
+    gates = MaskGates(init, cfg.gates, cfg.tau_start).to(lalm.device)
     opt = torch.optim.AdamW([gates.logits], lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.999))
     data_rng = np.random.default_rng(cfg.seed)
     start = run.resume(gates.logits, opt, gen, data_rng)
