@@ -361,7 +361,9 @@ def bound(tasks: list[str], n: int = N) -> None:
              "`soft` sigmoid(logit) in [0, 1] (the relaxation of a binary mask), `scale` any real number; `-worst`: "
              "the worst-token loss (`--loss worst`) instead of the token mean. `relaxed-worst`: the same as "
              "`soft-worst`, trained by `aha-interp train --gates relaxed --loss worst`. "
-             "`binarised`: the heads with factor >= 0.5 kept, scored in `mask_recipes.md`.", "",
+             "`binarised`: the heads with factor >= 0.5 kept, scored in `mask_recipes.md`. `final train CE`: the "
+             "training loss (per token, or the worst-token loss), the mean of the last 50 steps for the bounds and "
+             "the last step's for `relaxed-worst`.", "",
              "| task | gates | metric | continuous | binarised | default mask | instruction | factor range | "
              "heads < 0.5 | final train CE | loop s | answers by shape |", "|---|---|---|---|---|---|---|---|---|---|---|---|"],
                  lambda r: f"| {r.task} | {r.recipe} | {r.metric} | {r.continuous:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] "

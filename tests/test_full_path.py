@@ -99,7 +99,8 @@ def test_gumbel_sigmoid_is_hard_forward_soft_backward():
                                  ["--task", "gr", "--lam", "-1"], ["--task", "gr", "--loss", "mean"],
                                  ["--task", "gr", "--first-weight", "0"], ["--task", "gr", "--first-tokens", "-2"],
                                  ["--task", "gr", "--focal", "-1"], ["--task", "gr", "--focal", "nan"],
-                                 ["--task", "gr", "--gates", "soft"]])
+                                 ["--task", "gr", "--gates", "soft"],
+                                 ["--task", "gr", "--gates", "relaxed", "--noise", "logistic"]])
 def test_train_rejects_bad_arguments_before_loading(bad, tmp_path, capsys):
     out = tmp_path / "m.safetensors"
     assert main(["train", "--model", str(tmp_path / "no-model"), *bad, "--out", str(out)]) == 2
@@ -375,3 +376,6 @@ def test_relaxed_gates_are_the_sigmoid_of_the_logits_for_every_example():
     hard = MaskGates(logits.clone())(noise, tau=0.05)
     assert set(hard.unique().tolist()) <= {0.0, 1.0}
     assert MaskTrainConfig(task="gr", gates="relaxed").key("m", "d") != MaskTrainConfig(task="gr").key("m", "d")
+    # the official run key (and the worst-loss one) as they were before the gate option: old run folders resume
+    assert MaskTrainConfig(task="gr").key("m", "d") == "c395127c7a54e811"
+    assert MaskTrainConfig(task="gr", loss="worst").key("m", "d") == "30fc7d8a8e711d2f"

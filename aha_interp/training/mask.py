@@ -14,9 +14,10 @@ Faithful to the official AHAMask code by default:
 * the inference mask is ``logit >= 0``.
 
 ``gates="relaxed"`` is not the paper's: each head's output is multiplied by ``sigmoid(logit)`` itself — continuous
-gates, no noise, no straight-through — and the mask is still ``logit >= 0`` at the end; ``gates="annealed"``
-sharpens those gates along the τ schedule, ``sigmoid(logit · τ_start / τ)``. On the embedded model it
-finds better binary masks for the composite formats than the noisy hard gates (see docs/training.md).
+gates, no noise, no straight-through — and the mask is still ``logit >= 0`` at the end. On the embedded model,
+with ``loss="worst"``, it finds better binary masks for the composite formats than the noisy hard gates, and worse
+ones for SER and OSR (see docs/training.md). ``gates="annealed"`` sharpens those gates along the τ schedule,
+``sigmoid(logit · τ_start / τ)``. With either, λ weighs the sum of the gates rather than a count of heads.
 
 The official run is 90k steps at peak lr 1e-2; the default here is 500 steps at peak lr 0.1 so that
 logits can travel as far in a run of minutes (both are options).
@@ -91,6 +92,8 @@ class MaskTrainConfig:
             raise AhaError(f"unknown noise {self.noise!r}; use left-tail or logistic")
         if self.gates not in GATE_KINDS:
             raise AhaError(f"unknown gates {self.gates!r}; use {' or '.join(GATE_KINDS)}")
+        if self.gates != "gumbel" and self.noise != "left-tail":
+            raise AhaError(f"--noise applies to the gumbel gates only; {self.gates} gates draw no noise: drop --noise")
         if self.train_voices not in TRAIN_VOICES:
             raise AhaError(f"unknown training voices {self.train_voices!r}; use {' or '.join(TRAIN_VOICES)}")
         bad = [f.name for f in fields(self) if isinstance(getattr(self, f.name), float)
@@ -194,8 +197,9 @@ def gumbel_sigmoid(logits: torch.Tensor, tau: float, noise: torch.Tensor) -> tor
 
 class MaskGates(torch.nn.Module):
     """The trainable mask: ``logits [n_layers, n_heads]``; ``forward(noise, tau)`` gives the gates
-    ``[B, n_layers, n_heads]`` (hard, or with ``kind="relaxed"`` ``sigmoid(logits)`` for every example, the noise
-    unused). A module so that DDP can own it (the mask is the only trained parameter)."""
+    ``[B, n_layers, n_heads]``: hard, or for ``kind="relaxed"`` ``sigmoid(logits)`` and for ``"annealed"``
+    ``sigmoid(logits · tau_start / tau)``, the same for every example, the noise unused. A module so that DDP can
+    own it (the mask is the only trained parameter)."""
 
     def __init__(self, logits: torch.Tensor, kind: str = "gumbel", tau_start: float = 4.0):
         super().__init__()
