@@ -100,7 +100,10 @@ def test_gumbel_sigmoid_is_hard_forward_soft_backward():
                                  ["--task", "gr", "--first-weight", "0"], ["--task", "gr", "--first-tokens", "-2"],
                                  ["--task", "gr", "--focal", "-1"], ["--task", "gr", "--focal", "nan"],
                                  ["--task", "gr", "--gates", "soft"],
-                                 ["--task", "gr", "--gates", "relaxed", "--noise", "logistic"]])
+                                 ["--task", "gr", "--gates", "relaxed", "--noise", "logistic"],
+                                 ["--task", "gr", "--hard-frac", "0.3"],
+                                 ["--task", "gr", "--gates", "relaxed", "--hard-frac", "1.5"],
+                                 ["--task", "gr", "--gates", "relaxed", "--hard-frac", "nan"]])
 def test_train_rejects_bad_arguments_before_loading(bad, tmp_path, capsys):
     out = tmp_path / "m.safetensors"
     assert main(["train", "--model", str(tmp_path / "no-model"), *bad, "--out", str(out)]) == 2
@@ -379,3 +382,42 @@ def test_relaxed_gates_are_the_sigmoid_of_the_logits_for_every_example():
     # the official run key (and the worst-loss one) as they were before the gate option: old run folders resume
     assert MaskTrainConfig(task="gr").key("m", "d") == "c395127c7a54e811"
     assert MaskTrainConfig(task="gr", loss="worst").key("m", "d") == "30fc7d8a8e711d2f"
+
+
+def test_hard_phase_trains_the_binary_mask_straight_through(tmp_path):
+    """`hard_frac`: the last steps of a relaxed run gate each head by the binary mask itself (logit >= 0, as the
+    HeadMask binarises it) with the sigmoid's gradient; before them the gates stay continuous. The loop switches at
+    the right step, and runs without the option keep their keys."""
+    import json
+
+    from aha_interp.data.tasks import make_examples
+    from aha_interp.errors import AhaError
+    from aha_interp.models.lalm import load_model
+    from aha_interp.training.mask import MaskGates, MaskTrainConfig, train_mask
+
+    logits = torch.randn(4, 32) * 3
+    gates = MaskGates(logits.clone(), "relaxed")
+    gates.hard = True
+    g = gates(torch.randn(5, 4, 32), tau=1.0)
+    assert torch.equal(g, (logits >= 0).float().expand(5, -1, -1))
+    g.sum().backward()
+    assert torch.allclose(gates.logits.grad, 5 * torch.sigmoid(logits) * torch.sigmoid(-logits), atol=1e-6)
+    cfg = MaskTrainConfig(task="gr", gates="relaxed", steps=10, hard_frac=0.3)
+    assert [cfg.hard(s) for s in range(10)] == [False] * 7 + [True] * 3
+    assert not any(MaskTrainConfig(task="gr", gates="relaxed", steps=10).hard(s) for s in range(10))
+    relaxed = MaskTrainConfig(task="gr", gates="relaxed", loss="worst")
+    assert relaxed.key("m", "d") == "e0a6fc6be77352d8"  # as before the option: relaxed run folders resume
+    assert MaskTrainConfig(task="gr", gates="relaxed", loss="worst", hard_frac=0.3).key("m", "d") != relaxed.key("m", "d")
+    with pytest.raises(AhaError, match="gumbel gates are hard throughout"):
+        MaskTrainConfig(task="gr", hard_frac=0.3)
+    with pytest.raises(AhaError, match=r"hard fraction must be in \[0, 1\]"):
+        MaskTrainConfig(task="gr", gates="relaxed", hard_frac=1.5)
+
+    cfg = MaskTrainConfig(task="gr", gates="relaxed", steps=4, batch_size=2, n_train=4, hard_frac=0.5)
+    mask = train_mask(load_model("tiny"), cfg, tmp_path / "run", progress=False,
+                      examples=make_examples("gr", 4, seed=0, split="train", progress=False))
+    recs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    recs = [r for r in recs if "step" in r]
+    # the gates' sum per example: continuous sigmoids first (all near 0.98), then the binary mask's head count
+    assert [r["sampled_active"] != round(r["sampled_active"]) for r in recs] == [True, True, False, False]
+    assert recs[3]["sampled_active"] == recs[2]["active"] and mask.meta.extra["hard_frac"] == 0.5

@@ -108,6 +108,9 @@ def train(
                                        "gates from noisy logits (gumbel, official), each head times sigmoid(logit), no "
                                        "noise (relaxed), or that sigmoid sharpened along the τ schedule (annealed); "
                                        "the mask is logit >= 0 in every case.")] = "gumbel",
+    hard_frac: Annotated[float, typer.Option(help="With relaxed or annealed gates: the run's last fraction (0-1) "
+                                             "trains the binary mask itself, forward logit >= 0, backward the gates' "
+                                             "gradient (what binarising would break, fixed).")] = 0.0,
     tau_end: Annotated[float, typer.Option(help="Final temperature (official code 0.05; paper text 0.5).")] = 0.05,
     n_train: Annotated[int, typer.Option(help="Synthetic training clips (see --train-voices).")] = 2000,
     train_voices: Annotated[str, typer.Option(metavar="original|all", help="Voices of the synthetic training clips: "
@@ -158,7 +161,7 @@ def train(
     Examples:
       aha-interp train --task gr --out gr.safetensors --steps 200
       aha-interp train --task asr --train-voices all --lam 0.01 --seed 1 --out asr-s1.safetensors
-      aha-interp train --task json --gates relaxed --loss worst --out json.safetensors
+      aha-interp train --task json --gates relaxed --loss worst --hard-frac 0.3 --out json.safetensors
       aha-interp train --task accent --metric accuracy --labels us,uk --dataset data/accents --out accent.safetensors
       aha-interp train --task gr --distill-from "What is the gender of the speaker?" --out gr-distilled.safetensors
       torchrun --nproc-per-node 2 -m aha_interp.cli train --task gr --device cuda --out gr.safetensors
@@ -209,7 +212,7 @@ def train(
     cfg = MaskTrainConfig(task=task, steps=steps, batch_size=batch_size, lr=lr, lam=lam, noise=noise, tau_end=tau_end,
                           n_train=n_train, seed=seed, threads=threads, train_voices=train_voices, kl=distill_kl,
                           loss=loss, first_tokens=first_tokens, first_weight=first_weight, focal=focal,
-                          gates=gates)
+                          gates=gates, hard_frac=hard_frac)
 
     from ..models.lalm import load_model
     from ..training.distributed import enable_checkpointing, init_distributed

@@ -69,6 +69,7 @@ class MaskTrainConfig:
     tau_decay_frac: float = 0.3
     noise: str = "left-tail"  # or "logistic"
     gates: str = "gumbel"  # or "relaxed": sigmoid(logits) in the forward pass, no noise; or "annealed" (GATE_KINDS)
+    hard_frac: float = 0.0  # relaxed/annealed gates: the run's last fraction trains the binary mask (straight through)
     lam: float = 0.0
     init_mean: float = 4.0
     init_std: float = 0.02
@@ -94,6 +95,11 @@ class MaskTrainConfig:
             raise AhaError(f"unknown gates {self.gates!r}; use {' or '.join(GATE_KINDS)}")
         if self.gates != "gumbel" and self.noise != "left-tail":
             raise AhaError(f"--noise applies to the gumbel gates only; {self.gates} gates draw no noise: drop --noise")
+        if not 0.0 <= self.hard_frac <= 1.0:
+            raise AhaError(f"the hard fraction must be in [0, 1], got {self.hard_frac}")
+        if self.hard_frac and self.gates == "gumbel":
+            raise AhaError("a hard phase follows relaxed or annealed gates; the gumbel gates are hard throughout: "
+                           "drop the hard fraction or use relaxed gates")
         if self.train_voices not in TRAIN_VOICES:
             raise AhaError(f"unknown training voices {self.train_voices!r}; use {' or '.join(TRAIN_VOICES)}")
         bad = [f.name for f in fields(self) if isinstance(getattr(self, f.name), float)
@@ -123,6 +129,10 @@ class MaskTrainConfig:
         decay = max(1, int(self.tau_decay_frac * self.steps)) if self.tau_decay_frac < 1 else int(self.tau_decay_frac)
         return self.tau_end if step >= decay else self.tau_start + (self.tau_end - self.tau_start) * step / decay
 
+    def hard(self, step: int) -> bool:
+        """Whether ``step`` is in the hard phase: the last ``hard_frac`` of the steps (relaxed/annealed gates)."""
+        return bool(self.hard_frac) and step >= self.steps - round(self.hard_frac * self.steps)
+
     def learning_rate(self, step: int) -> float:
         return warmup_cosine(step, self.steps, peak=self.lr, floor=self.min_lr,
                              warmup=max(1, int(self.warmup_frac * self.steps)), start=self.warmup_start_lr)
@@ -141,6 +151,8 @@ class MaskTrainConfig:
             d.pop("focal")
         if d["gates"] == "gumbel":  # … and from before the gate option
             d.pop("gates")
+        if not d["hard_frac"]:  # … and before the hard phase
+            d.pop("hard_frac")
         return hashlib.sha256(json.dumps([d, model_id, data], sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -175,7 +187,9 @@ def answer_weights(labels: torch.Tensor, loss: str = "token", first_tokens: int 
 #: ``gumbel``: hard 0/1 gates from noisy logits, straight-through gradients (the official AHAMask gates);
 #: ``relaxed``: the continuous ``sigmoid(logits)``, the same for every example, no noise; ``annealed``:
 #: ``sigmoid(logits · τ_start / τ)``, no noise: ``relaxed`` at first, sharpened along the τ schedule until the gates
-#: are nearly the binary mask they become (relaxed masks lose much of their score when binarised)
+#: are nearly the binary mask they become (relaxed masks lose much of their score when binarised). Either may end
+#: in a hard phase (``hard_frac``): the forward pass then uses the binary mask itself (logit >= 0), the backward pass
+#: the continuous gates' gradient (straight through), so the last steps fix what binarising would break
 GATE_KINDS = ("gumbel", "relaxed", "annealed")
 
 
@@ -198,18 +212,23 @@ def gumbel_sigmoid(logits: torch.Tensor, tau: float, noise: torch.Tensor) -> tor
 class MaskGates(torch.nn.Module):
     """The trainable mask: ``logits [n_layers, n_heads]``; ``forward(noise, tau)`` gives the gates
     ``[B, n_layers, n_heads]``: hard, or for ``kind="relaxed"`` ``sigmoid(logits)`` and for ``"annealed"``
-    ``sigmoid(logits · tau_start / tau)``, the same for every example, the noise unused. A module so that DDP can
-    own it (the mask is the only trained parameter)."""
+    ``sigmoid(logits · tau_start / tau)``, the same for every example, the noise unused; with ``hard`` set, those two
+    give the binary mask ``logits >= 0`` forward and their own gradient backward. A module so that DDP can own it
+    (the mask is the only trained parameter)."""
 
     def __init__(self, logits: torch.Tensor, kind: str = "gumbel", tau_start: float = 4.0):
         super().__init__()
         self.logits = torch.nn.Parameter(logits)
         self.kind, self.tau_start = kind, tau_start
+        self.hard = False  # set by the loop for the hard phase (MaskTrainConfig.hard_frac)
 
     def forward(self, noise: torch.Tensor, tau: float) -> torch.Tensor:
         if self.kind in ("relaxed", "annealed"):
             sharp = self.tau_start / tau if self.kind == "annealed" else 1.0
-            return torch.sigmoid(self.logits * sharp).unsqueeze(0).expand(noise.shape[0], -1, -1)
+            soft = torch.sigmoid(self.logits * sharp)
+            if self.hard:  # the mask itself, as HeadMask binarises it (logit >= 0), straight through
+                soft = (self.logits >= 0).to(soft.dtype) - soft.detach() + soft
+            return soft.unsqueeze(0).expand(noise.shape[0], -1, -1)
         return gumbel_sigmoid(self.logits.unsqueeze(0), tau, noise)
 
 
@@ -577,6 +596,7 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *,
                                              "first_weight": cfg.first_weight}),
                **({"focal": cfg.focal} if cfg.focal else {}),
                **({"noise": cfg.noise} if cfg.gates == "gumbel" else {"gates": cfg.gates}),  # relaxed: no noise
+               **({"hard_frac": cfg.hard_frac} if cfg.hard_frac else {}),
                "lr": cfg.lr, "batch_size": cfg.batch_size, "n_train": len(examples),
                "train_voices": cfg.train_voices, "init": [cfg.init_mean, cfg.init_std],
                "final_loss": final.get("loss"), "final_ce": final.get("ce"),
@@ -615,6 +635,7 @@ def _loop(lalm, cfg: MaskTrainConfig, examples, gates: MaskGates, opt, gen, data
         batch = [examples[i] for i in idx[mine]]
         inputs = lalm.build_inputs([e.audio for e in batch], None, [e.target for e in batch])
         tau, lr = cfg.tau(step), cfg.learning_rate(step)
+        gates.hard = cfg.hard(step)
         for g in opt.param_groups:
             g["lr"] = lr
         teacher = [e.meta["teacher_top"] for e in batch] if cfg.kl else None
