@@ -55,6 +55,8 @@ RECIPES: dict[str, dict] = {
     "relaxed-worst": {"gates": "relaxed", "loss": "worst"},  # continuous sigmoid gates, no noise; then logit >= 0
     # … sharpened towards the binary mask over 90 % of the run (relaxed gates lose much when binarised)
     "annealed-worst": {"gates": "annealed", "loss": "worst", "tau_decay_frac": 0.9},
+    # … relaxed for 70 % of the run, then the binary mask itself, straight through (what binarising breaks, fixed)
+    "relaxed-hard-worst": {"gates": "relaxed", "loss": "worst", "hard_frac": 0.3},
     # capacity bounds, not recipes (see `bound`): continuous gates trained without noise; the table scores their
     # binarisation (logit >= 0), `bound` the continuous gates themselves
     "soft": {"gate": "sigmoid"},  # each head times sigmoid(logit) in [0, 1]: the relaxation of the binary mask
@@ -65,7 +67,7 @@ RECIPES: dict[str, dict] = {
 GATES = {"sigmoid": lambda x: x.sigmoid(), "scale": lambda x: x}
 #: recipes whose masks were trained as continuous gates (the bounds, and `--gates relaxed`) → their gate function
 CONTINUOUS = {r: f.get("gate", "sigmoid") for r, f in RECIPES.items()
-              if "gate" in f or f.get("gates") == "relaxed"}
+              if "gate" in f or (f.get("gates") == "relaxed" and not f.get("hard_frac"))}
 TABLES = ROOT / "figures" / "tables"
 
 
@@ -214,14 +216,14 @@ def table(only: list[str], n: int = N, recipes: list[str] | None = None, out: st
     for task in tasks:
         test = None
         cells = [("instruction", "", None), ("none", "", None)]
-        for recipe in recipes or RECIPES:
+        for recipe in RECIPES:
             f = mask_file(recipe, task)
             if f.exists():
                 cells += [("mask", recipe, f), ("random", recipe, f)]
         for condition, recipe, f in cells:
             sha = _digest(f) if f else ""
             row = have.get((recipe, task, condition, sha))
-            if task not in only:  # scored another time, or not yet
+            if task not in only or (recipes and recipe and recipe not in recipes):  # scored another time, or not yet
                 if row is not None:
                     rows.append(row)
                 continue
@@ -374,6 +376,56 @@ def bound(tasks: list[str], n: int = N) -> None:
                            f"{r.gate_max}] | {r.heads_below_half} | {r.final_ce} | {r.train_seconds} | {r.shapes} |")
 
 
+#: seed of the validation clips of `select`: the training voices, another draw than the 2000 training clips (seed 0)
+VAL_SEED = 1
+
+
+def select(candidates: list[str], tasks: list[str], n: int = N) -> None:
+    """Model selection without the test voices: score each candidate recipe's binary mask on ``n`` validation
+    clips from the *training* voices (seed ``VAL_SEED``: another draw than the training clips'), pick the best
+    per task, and put each candidate's held-out score (``mask_recipes_confirm.csv``, n = 200, where scored) beside.
+    Writes ``figures/tables/mask_recipes_select.{csv,md}``."""
+    import pandas as pd
+    import torch
+
+    from aha_interp import HeadMask
+    from aha_interp.data.tasks import make_examples
+    from aha_interp.evaluation.evaluate import evaluate
+    from aha_interp.models.lalm import load_model
+
+    torch.set_num_threads(int(os.environ.get("AHA_THREADS", "1")))
+    confirm = TABLES / "mask_recipes_confirm.csv"
+    held = pd.read_csv(confirm, keep_default_na=False) if confirm.exists() else None
+    lalm, rows = load_model("tiny"), []
+    for task in tasks:
+        cells = [r for r in candidates if mask_file(r, task).exists()]
+        if not cells:
+            continue
+        val = make_examples(task, n, seed=VAL_SEED, split="train", progress=False)
+        scored = []
+        for recipe in cells:
+            res = evaluate(lalm, task, "mask", mask=HeadMask.load(mask_file(recipe, task)).binary(), examples=val,
+                           seed=SEED)
+            scored.append({"task": task, "recipe": recipe, "metric": res["metric"], "validation": res["value"],
+                           "val_low": res["ci_low"], "val_high": res["ci_high"], "n": res["n"],
+                           "held_out": _held(held, task, "mask", recipe) if held is not None else float("nan"),
+                           "higher_is_better": res["higher_is_better"]})
+            print(json.dumps(scored[-1]), flush=True)
+        sign = 1 if scored[0]["higher_is_better"] else -1
+        best = max(range(len(scored)), key=lambda i: (sign * scored[i]["validation"], -i))  # ties: the first
+        for i, r in enumerate(scored):
+            rows.append({**r, "chosen": i == best})
+    _write_frame("mask_recipes_select", rows, ["# Choosing a recipe's mask on validation clips", "",
+             f"Each candidate's binary mask on n = {n} validation clips of the training voices (seed {VAL_SEED}; the "
+             "masks trained on seed 0's 2000), 95 % bootstrap intervals, and the held-out-voice score of "
+             "`mask_recipes_confirm.md` (n = 200; blank: not scored there). `chosen`: the best on validation, the "
+             "first candidate on a tie; the test voices play no part in the choice.", "",
+             "| task | recipe | metric | validation | held-out | chosen |", "|---|---|---|---|---|---|"],
+                 lambda r: f"| {r.task} | {r.recipe} | {r.metric} | {r.validation:.3f} [{r.val_low:.3f}, "
+                           f"{r.val_high:.3f}] | {'' if r.held_out != r.held_out else f'{r.held_out:.3f}'} | "
+                           f"{'**yes**' if r.chosen else ''} |")
+
+
 def _write_frame(name: str, rows: list[dict], head: list[str], line) -> None:
     """``figures/tables/<name>.csv`` of ``rows`` and ``<name>.md``: ``head``, then ``line(row)`` for each row."""
     import pandas as pd
@@ -491,8 +543,14 @@ def main() -> None:
     b = sub.add_parser("bound")
     b.add_argument("--tasks", default=",".join(TASKS), help="score these tasks' continuous gates")
     b.add_argument("--n", type=int, default=N, help="test clips per cell")
+    c = sub.add_parser("select")
+    c.add_argument("candidates", help="comma-separated recipes to choose between, per task")
+    c.add_argument("--tasks", default=",".join(TASKS), help="tasks to choose for")
+    c.add_argument("--n", type=int, default=N, help="validation clips per cell")
     args = p.parse_args()
-    if args.cmd == "bound":
+    if args.cmd == "select":
+        select(args.candidates.split(","), args.tasks.split(","), args.n)
+    elif args.cmd == "bound":
         bound(args.tasks.split(","), args.n)
     elif args.cmd == "seen":
         seen(args.recipes.split(","), args.n)

@@ -159,3 +159,78 @@ def test_soft_worst_bound_is_the_relaxed_gates_option(recipes, tmp_path, monkeyp
     assert abs(lib.logits - init.numpy()).max() > 1e-3  # they moved off the seeded start, alike
     assert lib.meta.extra["gates"] == "relaxed" and "noise" not in lib.meta.extra
     assert cfg.key("m", "d") != plain(task="gr_asr", loss="worst").key("m", "d")
+
+
+def test_table_for_some_recipes_keeps_the_other_recipes_rows(recipes, tmp_path, monkeypatch):
+    """`table --recipes b` scores b's masks and keeps every row of the other recipes (it once dropped them)."""
+    import torch
+
+    import aha_interp.data.tasks as tasks
+    import aha_interp.evaluation.evaluate as ev
+    import aha_interp.models.lalm as lalm
+    from aha_interp import HeadMask
+
+    monkeypatch.setattr(recipes, "TABLES", tmp_path)
+    monkeypatch.setattr(recipes, "TASKS", ("ser",))
+    monkeypatch.setattr(recipes, "RECIPES", {"a": {}, "b": {}})
+    monkeypatch.setattr(recipes, "mask_file", lambda r, t: tmp_path / f"{r}-{t}.safetensors")
+    for i, r in enumerate("ab"):
+        HeadMask(torch.full((4, 32), 1.0 - 2 * i), steps=500).save(tmp_path / f"{r}-ser.safetensors")
+    base = dict(task="ser", metric="accuracy", ci_low=0.0, ci_high=1.0, n=4, n_active="", steps="",
+                train_seconds="", wall_seconds="", beside="")
+    old = [dict(base, recipe="", condition=c, value=v, mask_sha="") for c, v in (("instruction", 0.9), ("none", 0.2))]
+    sha = recipes._digest(tmp_path / "a-ser.safetensors")
+    old += [dict(base, recipe="a", condition=c, value=v, mask_sha=sha) for c, v in (("mask", 0.7), ("random", 0.1))]
+    pd.DataFrame(old).to_csv(tmp_path / "mask_recipes.csv", index=False)
+    recipes._write_samples({("a", "ser"): ["happy"] * 4}, "mask_recipes")
+    scored = []
+
+    def fake_evaluate(model, task, condition, mask=None, examples=None, seed=0, return_outputs=False):
+        scored.append((condition, int(mask.n_active)))
+        return {"metric": "accuracy", "value": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 4, "n_active": mask.n_active,
+                "predictions": [{"output": "sad"}] * 4}
+
+    monkeypatch.setattr(ev, "evaluate", fake_evaluate)
+    monkeypatch.setattr(lalm, "load_model", lambda name: object())
+    monkeypatch.setattr(tasks, "make_examples", lambda *a, **k: [])
+    recipes.table(["ser"], n=4, recipes=["b"])
+    frame = pd.read_csv(tmp_path / "mask_recipes.csv", keep_default_na=False)
+    assert scored == [("mask", 0), ("mask", 0)]  # b's mask (every logit -1: no head) and its random twin only
+    assert frame[frame.recipe != "b"].to_dict("records") == pd.DataFrame(old).astype(frame.dtypes.to_dict()).to_dict(
+        "records")
+    assert list(frame[frame.recipe == "b"].condition) == ["mask", "random"]
+
+
+def test_select_picks_on_validation_clips_of_the_training_voices(recipes, tmp_path, monkeypatch):
+    """`select` scores each candidate on training-voice clips drawn apart from the training ones, and picks the
+    best by the metric's direction (lower WER wins), the first on a tie; the held-out score is only reported."""
+    import torch
+
+    import aha_interp.data.tasks as tasks
+    import aha_interp.evaluation.evaluate as ev
+    import aha_interp.models.lalm as lalm
+    from aha_interp import HeadMask
+
+    monkeypatch.setattr(recipes, "TABLES", tmp_path)
+    monkeypatch.setattr(recipes, "mask_file", lambda r, t: tmp_path / f"{r}-{t}.safetensors")
+    for i, r in enumerate("abc"):
+        HeadMask(torch.full((4, 32), -1.0).index_fill(1, torch.arange(i + 1), 1.0)).save(
+            tmp_path / f"{r}-ser.safetensors")
+        HeadMask(torch.full((4, 32), -1.0).index_fill(1, torch.arange(i + 1), 1.0)).save(
+            tmp_path / f"{r}-osr.safetensors")
+    pd.DataFrame([dict(recipe="b", task="ser", condition="mask", value=0.9)]).to_csv(
+        tmp_path / "mask_recipes_confirm.csv", index=False)
+    scores = {("ser", 4): 0.5, ("ser", 8): 0.7, ("ser", 12): 0.7, ("osr", 4): 0.5, ("osr", 8): 0.3, ("osr", 12): 0.4}
+    drawn = []
+    monkeypatch.setattr(tasks, "make_examples", lambda task, n, **k: drawn.append((task, n, k)) or [task])
+    monkeypatch.setattr(lalm, "load_model", lambda name: object())
+    monkeypatch.setattr(ev, "evaluate", lambda model, task, cond, mask=None, examples=None, seed=0: {
+        "metric": "wer" if task == "osr" else "accuracy", "value": scores[(task, int(mask.n_active))], "ci_low": 0.0,
+        "ci_high": 1.0, "n": 4, "higher_is_better": task != "osr"})
+    recipes.select(["a", "b", "c"], ["ser", "osr"], n=4)
+    frame = pd.read_csv(tmp_path / "mask_recipes_select.csv")
+    assert list(frame[frame.chosen].recipe) == ["b", "b"]  # ser: b ties c, the first wins; osr: the lowest WER
+    assert all(k == {"seed": recipes.VAL_SEED, "split": "train", "progress": False} for _, _, k in drawn)
+    assert recipes.VAL_SEED != recipes.SEED
+    assert frame.held_out.iloc[1] == 0.9 and frame.held_out.isna().sum() == 5
+    assert "| ser | b | accuracy | 0.700 [0.000, 1.000] | 0.900 | **yes** |" in (tmp_path / "mask_recipes_select.md").read_text()
