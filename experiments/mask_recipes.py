@@ -57,6 +57,8 @@ RECIPES: dict[str, dict] = {
     "annealed-worst": {"gates": "annealed", "loss": "worst", "tau_decay_frac": 0.9},
     # … relaxed for 70 % of the run, then the binary mask itself, straight through (what binarising breaks, fixed)
     "relaxed-hard-worst": {"gates": "relaxed", "loss": "worst", "hard_frac": 0.3},
+    # … and of its two binary masks (at the switch, at the end) the better on 100 training-voice validation clips
+    "relaxed-select": {"gates": "relaxed", "loss": "worst", "hard_frac": 0.3, "select_clips": 100},
     # capacity bounds, not recipes (see `bound`): continuous gates trained without noise; the table scores their
     # binarisation (logit >= 0), `bound` the continuous gates themselves
     "soft": {"gate": "sigmoid"},  # each head times sigmoid(logit) in [0, 1]: the relaxation of the binary mask

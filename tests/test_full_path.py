@@ -103,7 +103,9 @@ def test_gumbel_sigmoid_is_hard_forward_soft_backward():
                                  ["--task", "gr", "--gates", "relaxed", "--noise", "logistic"],
                                  ["--task", "gr", "--hard-frac", "0.3"],
                                  ["--task", "gr", "--gates", "relaxed", "--hard-frac", "1.5"],
-                                 ["--task", "gr", "--gates", "relaxed", "--hard-frac", "nan"]])
+                                 ["--task", "gr", "--gates", "relaxed", "--hard-frac", "nan"],
+                                 ["--task", "gr", "--gates", "relaxed", "--select-clips", "8"],
+                                 ["--task", "gr", "--gates", "relaxed", "--hard-frac", "0.3", "--select-clips", "-1"]])
 def test_train_rejects_bad_arguments_before_loading(bad, tmp_path, capsys):
     out = tmp_path / "m.safetensors"
     assert main(["train", "--model", str(tmp_path / "no-model"), *bad, "--out", str(out)]) == 2
@@ -421,3 +423,56 @@ def test_hard_phase_trains_the_binary_mask_straight_through(tmp_path):
     # the gates' sum per example: continuous sigmoids first (all near 0.98), then the binary mask's head count
     assert [r["sampled_active"] != round(r["sampled_active"]) for r in recs] == [True, True, False, False]
     assert recs[3]["sampled_active"] == recs[2]["active"] and mask.meta.extra["hard_frac"] == 0.5
+
+
+def test_select_clips_keeps_the_better_binary_mask_of_the_run(tmp_path, monkeypatch):
+    """`select_clips`: the binary masks at the start of the hard phase and at the end are scored on validation clips
+    and the better kept (lower WER wins; a tie keeps the end's). The start's logits ride in the checkpoint, so a
+    resumed run chooses between the same two."""
+    import dataclasses
+
+    import aha_interp.evaluation.evaluate as ev
+    from aha_interp.data.tasks import make_examples
+    from aha_interp.errors import AhaError
+    from aha_interp.models.lalm import load_model
+    from aha_interp.training import mask as tm
+
+    cfg = tm.MaskTrainConfig(task="gr", gates="relaxed", steps=4, batch_size=2, n_train=4, hard_frac=0.5,
+                             select_clips=3, checkpoint_every=2)
+    assert cfg.switch_step == 2
+    lalm = load_model("tiny")
+    train = make_examples("gr", 4, seed=0, split="train", progress=False)
+    mask = tm.train_mask(lalm, cfg, tmp_path / "run", examples=train, progress=False)
+    x = mask.meta.extra
+    assert x["validation_n"] == 3 and x["validation_metric"] == "accuracy" and set(x["validation"]) == {"switch", "end"}
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    prev = torch.load(tmp_path / "run" / "checkpoint.prev.pt", weights_only=True)
+    assert ck["step"] == 4 and prev["step"] == 2 and torch.equal(ck["switch"], prev["logits"])  # the switch's logits
+    kept = ck["switch"] if x["selected"] == "switch" else ck["logits"]
+    assert torch.equal(torch.tensor(np.array(mask.logits)), kept)
+    plain = tm.train_mask(lalm, dataclasses.replace(cfg, select_clips=0), tmp_path / "plain", examples=train,
+                          progress=False)
+    assert np.array_equal(plain.logits, ck["logits"].numpy())  # choosing does not change the run itself
+    best = max(x["validation"].values())
+    assert x["validation"][x["selected"]] == best and (x["selected"] == "end" or x["validation"]["end"] < best)
+
+    # the choice itself: by the metric's direction, a tie to the end's mask; a resumed finished run re-chooses
+    a, b = torch.full(lalm.shape, 1.0), torch.full(lalm.shape, -1.0).index_fill(1, torch.tensor([0]), 1.0)
+    for scores, metric, want in [((0.3, 0.5), "wer", "switch"), ((0.5, 0.5), "accuracy", "end"),
+                                 ((0.6, 0.5), "accuracy", "switch")]:
+        fake = {lalm.n_layers * lalm.n_heads: scores[0], lalm.n_layers: scores[1]}
+        monkeypatch.setattr(ev, "evaluate", lambda m, spec, cond, mask=None, examples=None, seed=0: {
+            "value": fake[int(mask.n_active)], "metric": metric, "higher_is_better": metric != "wer"})
+        logits, info = tm._choose(lalm, cfg, {"switch": a, "end": b}, train[:3])
+        assert info["selected"] == want and torch.equal(logits, a if want == "switch" else b)
+    monkeypatch.setattr(ev, "evaluate", lambda m, spec, cond, mask=None, examples=None, seed=0: {
+        "value": 1.0 if int(mask.n_active) == int((ck["switch"] >= 0).sum()) else 0.0, "metric": "accuracy",
+        "higher_is_better": True})
+    again = tm.train_mask(lalm, cfg, tmp_path / "run", examples=train, progress=False)
+    assert again.meta.extra["validation"]["switch"] == 1.0  # the switch's mask, restored from the checkpoint
+    assert again.meta.extra["selected"] == "switch" or torch.equal((ck["switch"] >= 0), (ck["logits"] >= 0))
+    with pytest.raises(AhaError, match="give a hard fraction"):
+        tm.MaskTrainConfig(task="gr", gates="relaxed", select_clips=4)
+    with pytest.raises(AhaError, match="is your own"):
+        tm.train_mask(lalm, tm.MaskTrainConfig(task="accent", gates="relaxed", hard_frac=0.5, select_clips=2, steps=2),
+                      tmp_path / "own", examples=train, progress=False)

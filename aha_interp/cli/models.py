@@ -111,6 +111,11 @@ def train(
     hard_frac: Annotated[float, typer.Option(help="With relaxed or annealed gates: the run's last fraction (0-1) "
                                              "trains the binary mask itself, forward logit >= 0, backward the gates' "
                                              "gradient (what binarising would break, fixed).")] = 0.0,
+    select_clips: Annotated[int, typer.Option(help="With --hard-frac: score the binary mask at the start of the hard "
+                                              "phase and at the end greedily on this many validation clips and keep "
+                                              "the better (synthetic tasks: fresh clips of the training voices; your "
+                                              "own clips and --distill-from: the last N training clips, held out). "
+                                              "0: the end's.")] = 0,
     tau_end: Annotated[float, typer.Option(help="Final temperature (official code 0.05; paper text 0.5).")] = 0.05,
     n_train: Annotated[int, typer.Option(help="Synthetic training clips (see --train-voices).")] = 2000,
     train_voices: Annotated[str, typer.Option(metavar="original|all", help="Voices of the synthetic training clips: "
@@ -212,7 +217,7 @@ def train(
     cfg = MaskTrainConfig(task=task, steps=steps, batch_size=batch_size, lr=lr, lam=lam, noise=noise, tau_end=tau_end,
                           n_train=n_train, seed=seed, threads=threads, train_voices=train_voices, kl=distill_kl,
                           loss=loss, first_tokens=first_tokens, first_weight=first_weight, focal=focal,
-                          gates=gates, hard_frac=hard_frac)
+                          gates=gates, hard_frac=hard_frac, select_clips=select_clips)
 
     from ..models.lalm import load_model
     from ..training.distributed import enable_checkpointing, init_distributed
@@ -241,9 +246,21 @@ def train(
                                        cache_dir=run_dir or Path("runs"), progress=not quiet and rank == 0,
                                        top_k=32 if distill_kl else None)
             meta = {"distilled_from": distill_from}
+        val = None
+        if select_clips and examples is not None:  # your clips, or the teacher's answers: hold the last ones out
+            if len(examples) <= select_clips:
+                raise AhaError(f"--select-clips {select_clips} would hold out all {len(examples)} training clips; "
+                               "give fewer validation clips or more data")
+            examples, val = examples[:-select_clips], examples[-select_clips:]
         if grad_ckpt:
             enable_checkpointing(lalm.model)
-        mask = train_mask(lalm, cfg, run_dir, examples=examples, progress=not quiet, meta=meta)
+        mask = train_mask(lalm, cfg, run_dir, examples=examples, val_examples=val, spec=spec, progress=not quiet,
+                          meta=meta)
+        if select_clips and rank == 0:
+            x = mask.meta.extra
+            log(f"kept the mask from the {'start' if x['selected'] == 'switch' else 'end'} of the hard phase: "
+                f"{x['validation_metric']} {x['validation']['switch']:.3f} at the start, {x['validation']['end']:.3f} "
+                f"at the end, on {x['validation_n']} validation clips")
         if rank == 0:
             mask.save(out)
             log(f"wrote {out}: {mask}")

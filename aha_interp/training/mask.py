@@ -70,6 +70,7 @@ class MaskTrainConfig:
     noise: str = "left-tail"  # or "logistic"
     gates: str = "gumbel"  # or "relaxed": sigmoid(logits) in the forward pass, no noise; or "annealed" (GATE_KINDS)
     hard_frac: float = 0.0  # relaxed/annealed gates: the run's last fraction trains the binary mask (straight through)
+    select_clips: int = 0  # with hard_frac: keep the better binary mask, at the switch or at the end, on these clips
     lam: float = 0.0
     init_mean: float = 4.0
     init_std: float = 0.02
@@ -100,6 +101,11 @@ class MaskTrainConfig:
         if self.hard_frac and self.gates == "gumbel":
             raise AhaError("a hard phase follows relaxed or annealed gates; the gumbel gates are hard throughout: "
                            "drop the hard fraction or use relaxed gates")
+        if self.select_clips < 0:
+            raise AhaError(f"the validation clips must be >= 0, got {self.select_clips}")
+        if self.select_clips and not self.hard_frac:
+            raise AhaError("choosing on validation clips compares the binary mask before and after the hard phase: "
+                           "give a hard fraction too (--hard-frac, with relaxed gates)")
         if self.train_voices not in TRAIN_VOICES:
             raise AhaError(f"unknown training voices {self.train_voices!r}; use {' or '.join(TRAIN_VOICES)}")
         bad = [f.name for f in fields(self) if isinstance(getattr(self, f.name), float)
@@ -131,7 +137,12 @@ class MaskTrainConfig:
 
     def hard(self, step: int) -> bool:
         """Whether ``step`` is in the hard phase: the last ``hard_frac`` of the steps (relaxed/annealed gates)."""
-        return bool(self.hard_frac) and step >= self.steps - round(self.hard_frac * self.steps)
+        return bool(self.hard_frac) and step >= self.switch_step
+
+    @property
+    def switch_step(self) -> int:
+        """The first step of the hard phase (``steps`` when there is none)."""
+        return self.steps - round(self.hard_frac * self.steps)
 
     def learning_rate(self, step: int) -> float:
         return warmup_cosine(step, self.steps, peak=self.lr, floor=self.min_lr,
@@ -153,6 +164,8 @@ class MaskTrainConfig:
             d.pop("gates")
         if not d["hard_frac"]:  # … and before the hard phase
             d.pop("hard_frac")
+        if not d["select_clips"]:
+            d.pop("select_clips")
         return hashlib.sha256(json.dumps([d, model_id, data], sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -402,6 +415,7 @@ class RunFolder:
         if ck["config_hash"] != self.key:
             raise AhaError(f"{file} belongs to another run; delete it or pass a new --run-dir")
         ok = (torch.is_tensor(ck["logits"]) and ck["logits"].shape == logits.shape and isinstance(ck["optimizer"], dict)
+              and ("switch" not in ck or (torch.is_tensor(ck["switch"]) and ck["switch"].shape == logits.shape))
               and torch.is_tensor(ck["generator"]) and isinstance(ck["data_rng"], str) and isinstance(ck["step"], int)
               and ck["step"] >= 0)
         if not ok:
@@ -417,6 +431,7 @@ class RunFolder:
         import warnings
 
         start, ck, bad = 0, None, []
+        self.switch = None  # the logits at the switch to the hard phase, once the run has passed it
         for file in (self.ckpt, self.prev):
             if not (file.exists() or file.is_symlink()):
                 continue
@@ -444,6 +459,7 @@ class RunFolder:
                 raise AhaError(f"{used} does not fit this run ({' '.join(str(e).split())[:80]}); delete it to "
                                "start over") from None
             start = int(ck["step"])
+            self.switch = ck.get("switch")
             self._ckpt_good = not bad
         if self.lead and self.metrics.exists():  # keep the lines up to the checkpoint (none on a fresh start)
             kept = [line for line, rec in self._records() if rec["step"] <= start]
@@ -481,9 +497,11 @@ class RunFolder:
             with open(self.metrics, "a") as f:
                 f.write(json.dumps(rec) + "\n")
 
-    def checkpoint(self, step: int, logits, opt, gen: torch.Generator, data_rng: np.random.Generator) -> None:
+    def checkpoint(self, step: int, logits, opt, gen: torch.Generator, data_rng: np.random.Generator,
+                   switch: torch.Tensor | None = None) -> None:
         """Write ``checkpoint.pt`` atomically (flushed to disk first), keeping the one it replaces as
-        ``checkpoint.prev.pt`` when that one is known good."""
+        ``checkpoint.prev.pt`` when that one is known good. ``switch``: the logits at the start of the hard phase,
+        kept for the choice at the end (``select_clips``)."""
         if not self.lead:
             return
         import os
@@ -492,6 +510,8 @@ class RunFolder:
         state = {"logits": logits.detach().cpu().clone(), "optimizer": opt.state_dict(),
                  "generator": gen.get_state(), "data_rng": json.dumps(data_rng.bit_generator.state),
                  "step": step, "config_hash": self.key}
+        if switch is not None:
+            state["switch"] = switch.detach().cpu().clone()
         with atomic_path(self.ckpt) as tmp:
             with open(tmp, "wb") as f:
                 torch.save(state, f)
@@ -541,14 +561,45 @@ def data_digest(examples) -> str:
 
 
 # --------------------------------------------------------------------------------------------- the loop
-def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *, examples=None,
-               progress: bool = True, log=None, meta: dict | None = None) -> HeadMask:
+#: the validation clips of ``select_clips`` are drawn with seed ``cfg.seed + VAL_SEED_OFFSET``: the training voices,
+#: another draw than the training clips (and than the training clips of the next seeds)
+VAL_SEED_OFFSET = 1000
+
+
+def _choose(lalm, cfg: MaskTrainConfig, candidates: dict, val_examples, spec=None) -> tuple[torch.Tensor, dict]:
+    """The candidate logits whose binary mask scores best on ``val_examples`` (greedy, the task's metric; a tie
+    keeps the last, the hard phase's) and what was measured: ``{"selected", "validation": {name: score}, ...}``."""
+    from ..data.tasks import check_task
+    from ..evaluation.evaluate import evaluate
+
+    spec = spec if spec is not None else check_task(cfg.task)
+    scores, sign, metric = {}, 1.0, None
+    training = lalm.model.training  # left on under gradient checkpointing; generation wants eval mode
+    lalm.model.eval()
+    try:
+        for name, logits in candidates.items():
+            res = evaluate(lalm, spec, "mask", mask=HeadMask(logits).binary(), examples=val_examples, seed=cfg.seed)
+            scores[name], metric = float(res["value"]), res["metric"]
+            sign = 1.0 if res["higher_is_better"] else -1.0
+    finally:
+        lalm.model.train(training)
+    best = max(reversed(list(scores)), key=lambda k: sign * scores[k])
+    return candidates[best], {"selected": best, "validation": scores, "validation_metric": metric,
+                              "validation_n": len(val_examples)}
+
+
+def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *, examples=None, val_examples=None,
+               spec=None, progress: bool = True, log=None, meta: dict | None = None) -> HeadMask:
     """Train a mask for ``cfg.task`` on ``lalm`` (an :class:`~aha_interp.LALM`) in the run folder ``run_dir``
     (see :class:`RunFolder`; default ``runs/mask-<task>-s<seed>-<run key>``); a folder with a checkpoint of the
     same run resumes from it, and one of another run is refused.
 
     ``examples``: (audio, target) training examples; by default ``cfg.n_train`` synthetic clips of the task
-    from ``cfg.train_voices``. Returns the mask (logits ``[n_layers, n_heads]``).
+    from ``cfg.train_voices``. ``val_examples``: with ``cfg.select_clips``, the clips the two binary masks (at the
+    switch to the hard phase, at the end) are scored on, greedily with the task's metric; by default
+    ``cfg.select_clips`` synthetic clips of the same voices, another draw (seed ``cfg.seed + VAL_SEED_OFFSET``).
+    ``spec``: the :class:`~aha_interp.data.tasks.Task` that scores them, for a task of your own (default: the
+    built-in ``cfg.task``). Returns the mask (logits ``[n_layers, n_heads]``).
     """
     from ..data.tasks import make_examples
 
@@ -566,6 +617,16 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *,
                                  extra_voices=cfg.train_voices == "all", progress=progress and rank == 0)
     if not examples:
         raise AhaError("no training examples")
+    if cfg.select_clips and val_examples is None:
+        from ..data.tasks import TASKS
+
+        if cfg.task not in TASKS:
+            raise AhaError(f"task {cfg.task!r} is your own: choosing on validation clips needs them (val_examples=; "
+                           "the CLI holds out the last --select-clips of your clips)")
+        val_examples = make_examples(cfg.task, cfg.select_clips, seed=cfg.seed + VAL_SEED_OFFSET, split="train",
+                                     extra_voices=cfg.train_voices == "all", progress=False)
+    if cfg.select_clips and not val_examples:
+        raise AhaError("no validation clips to choose the mask on")
     if cfg.kl and any("teacher_top" not in e.meta for e in examples):
         raise AhaError("kl > 0 needs the teacher's distributions on every example: distil_examples(..., top_k=…) "
                        "(--distill-from with --distill-kl)")
@@ -585,10 +646,15 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *,
     data_rng = np.random.default_rng(cfg.seed)
     start = run.resume(gates.logits, opt, gen, data_rng)
     t0 = time.time()
-    _loop(lalm, cfg, examples, gates, opt, gen, data_rng, run, start, progress, log)
+    switch = _loop(lalm, cfg, examples, gates, opt, gen, data_rng, run, start, progress, log)
     final = run.last_metrics()
+    logits, chosen = gates.logits.detach().cpu(), {}
+    if cfg.select_clips:
+        logits, chosen = _choose(lalm, cfg, {"switch": switch, "end": logits}, val_examples, spec)
+        if log is not None and run.lead:
+            log(json.dumps(chosen))
     mask = HeadMask(
-        gates.logits.detach().cpu(), model=lalm.model_id, task=cfg.task, lam=cfg.lam,
+        logits, model=lalm.model_id, task=cfg.task, lam=cfg.lam,
         tau={"start": cfg.tau_start, "end": cfg.tau_end, "decay_frac": cfg.tau_decay_frac},
         seed=cfg.seed, steps=cfg.steps, threshold=0.0, source=str(run.path),
         extra={**({"kl": cfg.kl} if cfg.kl else {}),
@@ -596,7 +662,7 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *,
                                              "first_weight": cfg.first_weight}),
                **({"focal": cfg.focal} if cfg.focal else {}),
                **({"noise": cfg.noise} if cfg.gates == "gumbel" else {"gates": cfg.gates}),  # relaxed: no noise
-               **({"hard_frac": cfg.hard_frac} if cfg.hard_frac else {}),
+               **({"hard_frac": cfg.hard_frac} if cfg.hard_frac else {}), **chosen,
                "lr": cfg.lr, "batch_size": cfg.batch_size, "n_train": len(examples),
                "train_voices": cfg.train_voices, "init": [cfg.init_mean, cfg.init_std],
                "final_loss": final.get("loss"), "final_ce": final.get("ce"),
@@ -611,9 +677,14 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *,
 
 
 def _loop(lalm, cfg: MaskTrainConfig, examples, gates: MaskGates, opt, gen, data_rng, run: RunFolder, start: int,
-          progress: bool, log) -> None:
-    """Steps ``start … cfg.steps - 1``: draw the global batch and noise, keep this process's slice, step, record."""
+          progress: bool, log) -> torch.Tensor | None:
+    """Steps ``start … cfg.steps - 1``: draw the global batch and noise, keep this process's slice, step, record.
+    Returns the logits at the switch to the hard phase when ``cfg.select_clips`` asks for them (else ``None``)."""
     _, rank, world, _ = current()
+    switch = run.switch if cfg.select_clips else None
+    if cfg.select_clips and start > cfg.switch_step and switch is None:
+        raise AhaError(f"{run.ckpt} has no snapshot of the mask at the hard phase's start, which choosing on "
+                       "validation clips needs; delete the run folder to start over")
     gate_fn = gates
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -636,6 +707,8 @@ def _loop(lalm, cfg: MaskTrainConfig, examples, gates: MaskGates, opt, gen, data
         inputs = lalm.build_inputs([e.audio for e in batch], None, [e.target for e in batch])
         tau, lr = cfg.tau(step), cfg.learning_rate(step)
         gates.hard = cfg.hard(step)
+        if cfg.select_clips and step == cfg.switch_step:
+            switch = gates.logits.detach().cpu().clone()  # the relaxed run's binary mask, before the hard phase
         for g in opt.param_groups:
             g["lr"] = lr
         teacher = [e.meta["teacher_top"] for e in batch] if cfg.kl else None
@@ -651,6 +724,7 @@ def _loop(lalm, cfg: MaskTrainConfig, examples, gates: MaskGates, opt, gen, data
         if log is not None and run.lead and (step + 1) % 50 == 0:
             log(json.dumps(rec))
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-            run.checkpoint(step + 1, gates.logits, opt, gen, data_rng)
+            run.checkpoint(step + 1, gates.logits, opt, gen, data_rng, switch)
     if bar is not None:
         bar.close()
+    return switch
