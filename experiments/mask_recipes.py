@@ -428,6 +428,42 @@ def select(candidates: list[str], tasks: list[str], n: int = N) -> None:
                            f"{'**yes**' if r.chosen else ''} |")
 
 
+def choices(recipe: str = "relaxed-select") -> None:
+    """What ``recipe``'s runs chose (``--select-clips``, from each mask's metadata): the validation score of the
+    binary mask at the start of the hard phase and at the end, the pick, and the pick's held-out score beside the
+    committed mask's and the instruction's (``mask_recipes_confirm.csv``, n = 200). Writes
+    ``figures/tables/mask_recipes_choices.{csv,md}``."""
+    import pandas as pd
+
+    from aha_interp import HeadMask
+    from aha_interp.data.tasks import TASKS as ALL
+
+    held = pd.read_csv(TABLES / "mask_recipes_confirm.csv", keep_default_na=False)
+    rows = []
+    for task in ALL:
+        f = mask_file(recipe, task)
+        if not f.exists():
+            continue
+        x = HeadMask.load(f).meta.extra
+        rows.append({"task": task, "metric": x["validation_metric"], "n_validation": x["validation_n"],
+                     "switch": x["validation"]["switch"], "end": x["validation"]["end"], "selected": x["selected"],
+                     "held_out": _held(held, task, "mask", recipe), "committed": _held(held, task, "mask", "default"),
+                     "instruction": _held(held, task, "instruction"), "train_seconds": x["train_seconds"],
+                     "wall_seconds": x.get("wall_seconds", "")})
+    _write_frame("mask_recipes_choices", rows, [f"# What `{recipe}` chose", "",
+             "Each run's two binary masks, at the start of the hard phase (the relaxed gates, binarised) and at its "
+             "end, scored greedily on validation clips of the training voices (another draw than the training "
+             "clips); the better is the mask. Held-out: the chosen mask on the 200 held-out-voice clips of "
+             "`mask_recipes_confirm.md` (blank: not scored), beside the committed mask and the instruction. "
+             "Seconds: training with the choice, and end to end.", "",
+             "| task | metric | validation: start | validation: end | chosen | held-out | committed | instruction | "
+             "train s | wall s |", "|---|---|---|---|---|---|---|---|---|---|"],
+                 lambda r: f"| {r.task} | {r.metric} | {r.switch:.3f} | {r.end:.3f} | "
+                           f"{'start' if r.selected == 'switch' else 'end'} | "
+                           f"{'' if r.held_out != r.held_out else f'{r.held_out:.3f}'} | {r.committed:.3f} | "
+                           f"{r.instruction:.3f} | {r.train_seconds} | {r.wall_seconds} |")
+
+
 def _write_frame(name: str, rows: list[dict], head: list[str], line) -> None:
     """``figures/tables/<name>.csv`` of ``rows`` and ``<name>.md``: ``head``, then ``line(row)`` for each row."""
     import pandas as pd
@@ -549,8 +585,12 @@ def main() -> None:
     c.add_argument("candidates", help="comma-separated recipes to choose between, per task")
     c.add_argument("--tasks", default=",".join(TASKS), help="tasks to choose for")
     c.add_argument("--n", type=int, default=N, help="validation clips per cell")
+    h = sub.add_parser("choices")
+    h.add_argument("--recipe", default="relaxed-select", help="a recipe trained with --select-clips")
     args = p.parse_args()
-    if args.cmd == "select":
+    if args.cmd == "choices":
+        choices(args.recipe)
+    elif args.cmd == "select":
         select(args.candidates.split(","), args.tasks.split(","), args.n)
     elif args.cmd == "bound":
         bound(args.tasks.split(","), args.n)

@@ -234,3 +234,26 @@ def test_select_picks_on_validation_clips_of_the_training_voices(recipes, tmp_pa
     assert recipes.VAL_SEED != recipes.SEED
     assert frame.held_out.iloc[1] == 0.9 and frame.held_out.isna().sum() == 5
     assert "| ser | b | accuracy | 0.700 [0.000, 1.000] | 0.900 | **yes** |" in (tmp_path / "mask_recipes_select.md").read_text()
+
+
+def test_choices_reads_what_each_run_chose(recipes, tmp_path, monkeypatch):
+    import torch
+
+    from aha_interp import HeadMask
+
+    monkeypatch.setattr(recipes, "TABLES", tmp_path)
+    monkeypatch.setattr(recipes, "mask_file", lambda r, t: tmp_path / f"{r}-{t}.safetensors")
+    HeadMask(torch.ones(4, 32), extra={"validation": {"switch": 0.9, "end": 0.4}, "selected": "switch",
+                                       "validation_metric": "ifr", "validation_n": 100, "train_seconds": 300.0,
+                                       "wall_seconds": 330.0}).save(tmp_path / "r-json.safetensors")
+    pd.DataFrame([dict(recipe="r", task="json", condition="mask", value=0.85),
+                  dict(recipe="default", task="json", condition="mask", value=0.14),
+                  dict(recipe="", task="json", condition="instruction", value=1.0)]).to_csv(
+        tmp_path / "mask_recipes_confirm.csv", index=False)
+    recipes.choices("r")
+    frame = pd.read_csv(tmp_path / "mask_recipes_choices.csv")
+    assert frame.to_dict("records")[0] == {
+        "task": "json", "metric": "ifr", "n_validation": 100, "switch": 0.9, "end": 0.4, "selected": "switch",
+        "held_out": 0.85, "committed": 0.14, "instruction": 1.0, "train_seconds": 300.0, "wall_seconds": 330.0}
+    md = (tmp_path / "mask_recipes_choices.md").read_text()
+    assert "| json | ifr | 0.900 | 0.400 | start | 0.850 | 0.140 | 1.000 | 300.0 | 330.0 |" in md

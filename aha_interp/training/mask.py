@@ -18,6 +18,8 @@ gates, no noise, no straight-through — and the mask is still ``logit >= 0`` at
 with ``loss="worst"``, it finds better binary masks for the composite formats than the noisy hard gates, and worse
 ones for SER and OSR (see docs/training.md). ``gates="annealed"`` sharpens those gates along the τ schedule,
 ``sigmoid(logit · τ_start / τ)``. With either, λ weighs the sum of the gates rather than a count of heads.
+``hard_frac`` ends either on the binary mask itself (straight through), which helps SER and hurts the composites;
+``select_clips`` keeps the better of the two binary masks (before and after that hard phase) on validation clips.
 
 The official run is 90k steps at peak lr 1e-2; the default here is 500 steps at peak lr 0.1 so that
 logits can travel as far in a run of minutes (both are options).
