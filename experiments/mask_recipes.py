@@ -197,8 +197,8 @@ def _digest(path: Path) -> str:
 
 
 def table(only: list[str], n: int = N, recipes: list[str] | None = None, out: str = "mask_recipes") -> None:
-    """Score every mask of ``recipes`` (default: all) on ``n`` test clips of each task in ``only``; rows of
-    other tasks already in ``figures/tables/<out>.csv`` are kept."""
+    """Score every mask of ``recipes`` (default: all) on ``n`` test clips of each task in ``only``; the rows of
+    other tasks and other recipes already in ``figures/tables/<out>.csv`` are kept."""
     import pandas as pd
     import torch
 
@@ -438,13 +438,17 @@ def choices(recipe: str = "relaxed-select") -> None:
     from aha_interp import HeadMask
     from aha_interp.data.tasks import TASKS as ALL
 
-    held = pd.read_csv(TABLES / "mask_recipes_confirm.csv", keep_default_na=False)
+    confirm = TABLES / "mask_recipes_confirm.csv"
+    held = pd.read_csv(confirm, keep_default_na=False) if confirm.exists() else pd.DataFrame(
+        columns=["task", "condition", "recipe", "value"])
     rows = []
     for task in ALL:
         f = mask_file(recipe, task)
         if not f.exists():
             continue
         x = HeadMask.load(f).meta.extra
+        if "validation" not in x:
+            raise SystemExit(f"{f}: trained without --select-clips; nothing was chosen")
         rows.append({"task": task, "metric": x["validation_metric"], "n_validation": x["validation_n"],
                      "switch": x["validation"]["switch"], "end": x["validation"]["end"], "selected": x["selected"],
                      "held_out": _held(held, task, "mask", recipe), "committed": _held(held, task, "mask", "default"),

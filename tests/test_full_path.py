@@ -465,14 +465,25 @@ def test_select_clips_keeps_the_better_binary_mask_of_the_run(tmp_path, monkeypa
             "value": fake[int(mask.n_active)], "metric": metric, "higher_is_better": metric != "wer"})
         logits, info = tm._choose(lalm, cfg, {"switch": a, "end": b}, train[:3])
         assert info["selected"] == want and torch.equal(logits, a if want == "switch" else b)
+    # a finished run, resumed, chooses again between the checkpoint's two masks: one with half the heads planted
+    # as its switch, scored best, must come back
+    planted = ck["logits"].clone()
+    planted[:, ::2] = -1.0
+    torch.save({**ck, "switch": planted}, tmp_path / "run" / "checkpoint.pt")
+    half = int((planted >= 0).sum())
+    assert half != int((ck["logits"] >= 0).sum())
     monkeypatch.setattr(ev, "evaluate", lambda m, spec, cond, mask=None, examples=None, seed=0: {
-        "value": 1.0 if int(mask.n_active) == int((ck["switch"] >= 0).sum()) else 0.0, "metric": "accuracy",
-        "higher_is_better": True})
+        "value": 1.0 if int(mask.n_active) == half else 0.0, "metric": "accuracy", "higher_is_better": True})
     again = tm.train_mask(lalm, cfg, tmp_path / "run", examples=train, progress=False)
-    assert again.meta.extra["validation"]["switch"] == 1.0  # the switch's mask, restored from the checkpoint
-    assert again.meta.extra["selected"] == "switch" or torch.equal((ck["switch"] >= 0), (ck["logits"] >= 0))
+    assert again.meta.extra["validation"] == {"switch": 1.0, "end": 0.0} and again.meta.extra["selected"] == "switch"
+    assert np.array_equal(again.logits, planted.numpy())
     with pytest.raises(AhaError, match="give a hard fraction"):
         tm.MaskTrainConfig(task="gr", gates="relaxed", select_clips=4)
-    with pytest.raises(AhaError, match="is your own"):
-        tm.train_mask(lalm, tm.MaskTrainConfig(task="accent", gates="relaxed", hard_frac=0.5, select_clips=2, steps=2),
-                      tmp_path / "own", examples=train, progress=False)
+    with pytest.raises(AhaError, match="leaves no hard step in 3 steps"):
+        tm.MaskTrainConfig(task="gr", gates="relaxed", steps=3, hard_frac=0.1)
+    own = tm.MaskTrainConfig(task="accent", gates="relaxed", hard_frac=0.5, select_clips=2, steps=2)
+    with pytest.raises(AhaError, match="needs them"):
+        tm.train_mask(lalm, own, tmp_path / "own", examples=train, progress=False)
+    with pytest.raises(AhaError, match="scores them with its Task"):  # before any step, not after the run
+        tm.train_mask(lalm, own, tmp_path / "own", examples=train, val_examples=train[:2], progress=False)
+    assert not (tmp_path / "own" / "metrics.jsonl").exists()

@@ -75,6 +75,24 @@ def test_train_and_evaluate_a_task_of_your_own_and_count_by_hand(accents, tmp_pa
         assert back.score.tolist() == mine.score.tolist()
 
 
+def test_select_clips_holds_out_a_seeded_draw_of_your_clips(accents, tmp_path, capsys):
+    """`--select-clips N` on your own clips: N of them, drawn with the seed, are held out and score the two binary
+    masks of the run; the rest train. Holding out every clip is one line and exit 2."""
+    from aha_interp import HeadMask
+
+    mask = tmp_path / "accent.safetensors"
+    args = ["train", *TASK, "--dataset", str(accents), "--split", "train", "--steps", "4", "--batch-size", "4",
+            "--gates", "relaxed", "--hard-frac", "0.5", "--quiet"]
+    assert main([*args, "--select-clips", "4", "--out", str(mask), "--run-dir", str(tmp_path / "run")]) == 0
+    x = HeadMask.load(mask).meta.extra
+    assert x["n_train"] == 12 and x["validation_n"] == 4 and x["selected"] in ("switch", "end")
+    assert "kept the mask from the" in capsys.readouterr().err
+    bad = tmp_path / "bad.safetensors"
+    assert main([*args, "--select-clips", "16", "--out", str(bad), "--run-dir", str(tmp_path / "run2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "would hold out all 16" in err and "\n" not in err and not bad.exists()
+
+
 def test_manifests_in_every_format_and_any_audio(tmp_path):
     rng = np.random.default_rng(0)
     clips = {"a.wav": (8000, 1, "WAV"), "b.flac": (22050, 2, "FLAC"), "c.ogg": (48000, 1, "OGG"),

@@ -114,8 +114,8 @@ def train(
     select_clips: Annotated[int, typer.Option(help="With --hard-frac: score the binary mask at the start of the hard "
                                               "phase and at the end greedily on this many validation clips and keep "
                                               "the better (synthetic tasks: fresh clips of the training voices; your "
-                                              "own clips and --distill-from: the last N training clips, held out). "
-                                              "0: the end's.")] = 0,
+                                              "own clips and --distill-from: N of the training clips, drawn with "
+                                              "--seed and held out). 0: the end's.")] = 0,
     tau_end: Annotated[float, typer.Option(help="Final temperature (official code 0.05; paper text 0.5).")] = 0.05,
     n_train: Annotated[int, typer.Option(help="Synthetic training clips (see --train-voices).")] = 2000,
     train_voices: Annotated[str, typer.Option(metavar="original|all", help="Voices of the synthetic training clips: "
@@ -251,7 +251,12 @@ def train(
             if len(examples) <= select_clips:
                 raise AhaError(f"--select-clips {select_clips} would hold out all {len(examples)} training clips; "
                                "give fewer validation clips or more data")
-            examples, val = examples[:-select_clips], examples[-select_clips:]
+            import numpy as np
+
+            # a random subset (seeded): clips are often stored sorted by label, and the last N may be one class
+            held = set(np.random.default_rng(seed).permutation(len(examples))[:select_clips].tolist())
+            val = [e for i, e in enumerate(examples) if i in held]
+            examples = [e for i, e in enumerate(examples) if i not in held]
         if grad_ckpt:
             enable_checkpointing(lalm.model)
         mask = train_mask(lalm, cfg, run_dir, examples=examples, val_examples=val, spec=spec, progress=not quiet,

@@ -100,6 +100,9 @@ class MaskTrainConfig:
             raise AhaError(f"--noise applies to the gumbel gates only; {self.gates} gates draw no noise: drop --noise")
         if not 0.0 <= self.hard_frac <= 1.0:
             raise AhaError(f"the hard fraction must be in [0, 1], got {self.hard_frac}")
+        if self.hard_frac and not round(self.hard_frac * self.steps):
+            raise AhaError(f"a hard fraction of {self.hard_frac} leaves no hard step in {self.steps} steps; give at "
+                           f"least {1 / self.steps:.2g}")
         if self.hard_frac and self.gates == "gumbel":
             raise AhaError("a hard phase follows relaxed or annealed gates; the gumbel gates are hard throughout: "
                            "drop the hard fraction or use relaxed gates")
@@ -371,6 +374,7 @@ class RunFolder:
         self.ckpt, self.metrics = self.path / "checkpoint.pt", self.path / "metrics.jsonl"
         self.prev = self.path / "checkpoint.prev.pt"
         self._ckpt_good = False  # checkpoint.pt is known good: the next checkpoint may keep it as the previous one
+        self.switch = None  # the logits at the switch to the hard phase (select_clips), restored by resume()
 
     def open(self, config: dict) -> None:
         """Refuse a path that is not a folder or a folder that holds another run; write ``config.json``."""
@@ -629,6 +633,12 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *,
                                      extra_voices=cfg.train_voices == "all", progress=False)
     if cfg.select_clips and not val_examples:
         raise AhaError("no validation clips to choose the mask on")
+    if cfg.select_clips and spec is None:
+        from ..data.tasks import TASKS
+
+        if cfg.task not in TASKS:
+            raise AhaError(f"task {cfg.task!r} is your own: choosing on validation clips scores them with its Task "
+                           "(spec=)")
     if cfg.kl and any("teacher_top" not in e.meta for e in examples):
         raise AhaError("kl > 0 needs the teacher's distributions on every example: distil_examples(..., top_k=…) "
                        "(--distill-from with --distill-kl)")
