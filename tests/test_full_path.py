@@ -445,6 +445,8 @@ def test_select_clips_keeps_the_better_binary_mask_of_the_run(tmp_path, monkeypa
     mask = tm.train_mask(lalm, cfg, tmp_path / "run", examples=train, progress=False)
     x = mask.meta.extra
     assert x["validation_n"] == 3 and x["validation_metric"] == "accuracy" and set(x["validation"]) == {"switch", "end"}
+    val = make_examples("gr", 3, seed=tm.VAL_SEED_OFFSET, split="train", progress=False)  # seed 0 + the offset
+    assert x["validation_digest"] == tm.data_digest(val)
     ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     prev = torch.load(tmp_path / "run" / "checkpoint.prev.pt", weights_only=True)
     assert ck["step"] == 4 and prev["step"] == 2 and torch.equal(ck["switch"], prev["logits"])  # the switch's logits

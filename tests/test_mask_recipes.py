@@ -236,24 +236,33 @@ def test_select_picks_on_validation_clips_of_the_training_voices(recipes, tmp_pa
     assert "| ser | b | accuracy | 0.700 [0.000, 1.000] | 0.900 | **yes** |" in (tmp_path / "mask_recipes_select.md").read_text()
 
 
-def test_choices_reads_what_each_run_chose(recipes, tmp_path, monkeypatch):
+def test_choices_reads_what_each_run_chose_and_picks_across_runs(recipes, tmp_path, monkeypatch):
     import torch
 
     from aha_interp import HeadMask
 
     monkeypatch.setattr(recipes, "TABLES", tmp_path)
     monkeypatch.setattr(recipes, "mask_file", lambda r, t: tmp_path / f"{r}-{t}.safetensors")
-    HeadMask(torch.ones(4, 32), extra={"validation": {"switch": 0.9, "end": 0.4}, "selected": "switch",
-                                       "validation_metric": "ifr", "validation_n": 100, "train_seconds": 300.0,
-                                       "wall_seconds": 330.0}).save(tmp_path / "r-json.safetensors")
+
+    def run(recipe, task, metric, switch, end, selected):
+        HeadMask(torch.ones(4, 32), extra={"validation": {"switch": switch, "end": end}, "selected": selected,
+                                           "validation_metric": metric, "validation_n": 100, "train_seconds": 300.0,
+                                           "wall_seconds": 330.0}).save(tmp_path / f"{recipe}-{task}.safetensors")
+
+    run("r", "json", "ifr", 0.9, 0.4, "switch")
+    run("s", "json", "ifr", 0.2, 0.3, "end")
+    run("r", "osr", "wer", 0.55, 0.56, "switch")
+    run("s", "osr", "wer", 0.45, 0.44, "end")  # lower WER: picked
     pd.DataFrame([dict(recipe="r", task="json", condition="mask", value=0.85),
                   dict(recipe="default", task="json", condition="mask", value=0.14),
                   dict(recipe="", task="json", condition="instruction", value=1.0)]).to_csv(
         tmp_path / "mask_recipes_confirm.csv", index=False)
-    recipes.choices("r")
+    recipes.choices(["r", "s"])
     frame = pd.read_csv(tmp_path / "mask_recipes_choices.csv")
-    assert frame.to_dict("records")[0] == {
-        "task": "json", "metric": "ifr", "n_validation": 100, "switch": 0.9, "end": 0.4, "selected": "switch",
-        "held_out": 0.85, "committed": 0.14, "instruction": 1.0, "train_seconds": 300.0, "wall_seconds": 330.0}
+    assert frame[frame.task == "json"].to_dict("records")[0] == {
+        "task": "json", "recipe": "r", "metric": "ifr", "n_validation": 100, "switch": 0.9, "end": 0.4,
+        "selected": "switch", "kept": 0.9, "held_out": 0.85, "committed": 0.14, "instruction": 1.0,
+        "train_seconds": 300.0, "wall_seconds": 330.0, "picked": True}
+    assert list(frame[frame.picked].recipe + "/" + frame[frame.picked].task) == ["s/osr", "r/json"]
     md = (tmp_path / "mask_recipes_choices.md").read_text()
-    assert "| json | ifr | 0.900 | 0.400 | start | 0.850 | 0.140 | 1.000 | 300.0 | 330.0 |" in md
+    assert "| json | r | ifr | 0.900 | 0.400 | start | **yes** | 0.850 | 0.140 | 1.000 | 300.0 | 330.0 |" in md

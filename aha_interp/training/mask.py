@@ -574,7 +574,8 @@ VAL_SEED_OFFSET = 1000
 
 def _choose(lalm, cfg: MaskTrainConfig, candidates: dict, val_examples, spec=None) -> tuple[torch.Tensor, dict]:
     """The candidate logits whose binary mask scores best on ``val_examples`` (greedy, the task's metric; a tie
-    keeps the last, the hard phase's) and what was measured: ``{"selected", "validation": {name: score}, ...}``."""
+    keeps the last, the hard phase's) and what was measured: ``{"selected", "validation": {name: score}, ...}``,
+    with the clips' digest, so that runs scored on the same clips can be compared (and the best of them kept)."""
     from ..data.tasks import check_task
     from ..evaluation.evaluate import evaluate
 
@@ -591,7 +592,7 @@ def _choose(lalm, cfg: MaskTrainConfig, candidates: dict, val_examples, spec=Non
         lalm.model.train(training)
     best = max(reversed(list(scores)), key=lambda k: sign * scores[k])
     return candidates[best], {"selected": best, "validation": scores, "validation_metric": metric,
-                              "validation_n": len(val_examples)}
+                              "validation_n": len(val_examples), "validation_digest": data_digest(val_examples)}
 
 
 def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *, examples=None, val_examples=None,
