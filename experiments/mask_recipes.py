@@ -12,6 +12,10 @@ instruction and a random mask with as many heads; 95 % bootstrap intervals.
     .venv/bin/python experiments/mask_recipes.py table
     # the same masks on the clips they were trained on: figures/tables/mask_recipes_seen.{csv,md}
     .venv/bin/python experiments/mask_recipes.py seen --recipes default,first1x20
+    # which of two recipes' masks is better on validation clips of the training voices: mask_recipes_select.*
+    .venv/bin/python experiments/mask_recipes.py select relaxed-worst,relaxed-hard-worst --tasks json,ser
+    # what the --select-clips runs kept, and the best across runs per task: mask_recipes_choices.*
+    .venv/bin/python experiments/mask_recipes.py choices --recipes relaxed-select,relaxed-token-select
 
 The masks land in ``masks/tiny/recipes/<recipe>/<task>.safetensors`` with their wall times (``train_seconds``:
 the training loop; ``wall_seconds``: clip synthesis and model load included; ``beside``: how many other
