@@ -51,7 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_every_command_is_registered():
     assert {" ".join(p) for p in LEAVES} == {
-        "import", "info", "fetch-masks", "train", "eval", "prune", "data", "demo-data", "build-model", "reproduce",
+        "import", "info", "fetch-masks", "best-mask", "train", "eval", "prune", "data", "demo-data", "build-model", "reproduce",
         "train-predictor", "predict-mask",
         "analyze jaccard", "analyze layers", "analyze algebra", "analyze savings", "plot jaccard", "plot mask", "plot layers",
         "plot threshold", "plot algebra", "figures salmonn"}

@@ -489,3 +489,29 @@ def test_select_clips_keeps_the_better_binary_mask_of_the_run(tmp_path, monkeypa
     with pytest.raises(AhaError, match="scores them with its Task"):  # before any step, not after the run
         tm.train_mask(lalm, own, tmp_path / "own", examples=train, val_examples=train[:2], progress=False)
     assert not (tmp_path / "own" / "metrics.jsonl").exists()
+
+
+def test_best_mask_keeps_the_run_best_on_the_same_validation_clips(tmp_path, capsys):
+    """`best-mask`: among runs chosen on the same validation clips, the one whose kept mask scored best (lower WER
+    wins); masks without those scores, or scored on other clips, are one line and exit 2 with nothing written."""
+    from aha_interp.training.mask import best_of
+
+    def run(name, kept, other, digest="d1", metric="wer"):
+        m = HeadMask(torch.randn(4, 32), task="osr", extra={
+            "validation": {"switch": kept, "end": other}, "selected": "switch", "validation_metric": metric,
+            "validation_n": 100, "validation_digest": digest})
+        m.save(tmp_path / name)
+        return m
+
+    a, b = run("a.safetensors", 0.55, 0.60), run("b.safetensors", 0.44, 0.30)  # b kept 0.44: the lower WER
+    assert best_of([a, b])[0] == 1 and best_of([a, a])[0] == 0
+    out = tmp_path / "best.safetensors"
+    assert main(["best-mask", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors"), "--out", str(out)]) == 0
+    assert np.array_equal(HeadMask.load(out).logits, b.logits) and f"kept {tmp_path / 'b.safetensors'}" in capsys.readouterr().err
+    run("c.safetensors", 0.1, 0.1, digest="d2")
+    HeadMask(torch.randn(4, 32)).save(tmp_path / "plain.safetensors")
+    for other, why in (("c.safetensors", "different validation clips"), ("plain.safetensors", "no validation scores")):
+        bad = tmp_path / "bad.safetensors"
+        assert main(["best-mask", str(tmp_path / "a.safetensors"), str(tmp_path / other), "--out", str(bad)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert why in err and "\n" not in err and not bad.exists()

@@ -97,6 +97,7 @@ for _app, _name, _fn in [
     (plot_app, "algebra", _masks.plot_algebra),
     (figures_app, "salmonn", _masks.figures_salmonn),
     (app, "fetch-masks", _masks.fetch_masks),
+    (app, "best-mask", _masks.best_mask),
     (app, "train", _models.train),
     (app, "eval", _models.eval_),
     (app, "data", _models.data),

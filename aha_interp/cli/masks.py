@@ -71,6 +71,31 @@ def info(masks: MaskArgs, preset: Preset = None, layers: Layers = None, heads: H
     emit(pd.DataFrame(rows), fmt, out)
 
 
+def best_mask(masks: MaskArgs,
+              out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the kept mask (.safetensors).",
+                                                show_default=False)]) -> None:
+    """Keep the best of masks trained with --select-clips on the same validation clips (one task, e.g. two
+    losses): the one whose kept binary mask scored best there, written to --out.
+
+    \b
+    Examples:
+      aha-interp train --task json --gates relaxed --hard-frac 0.3 --select-clips 100 --loss worst --out w.safetensors
+      aha-interp train --task json --gates relaxed --hard-frac 0.3 --select-clips 100 --out t.safetensors
+      aha-interp best-mask w.safetensors t.safetensors --out json.safetensors
+    """
+    if out.suffix != ".safetensors":
+        raise AhaError(f"--out must end in .safetensors, got {out.name}")
+    out_file(out)
+    from ..training.mask import best_of
+
+    loaded = [next(iter(load([p], None, None, None).values())) for p in masks]  # one by one: names may repeat
+    i, best = best_of(loaded)
+    x = best.meta.extra
+    best.save(out)
+    log(f"kept {masks[i]} ({x['validation_metric']} {x['validation'][x['selected']]:.3f} on "
+        f"{x['validation_n']} validation clips): wrote {out}")
+
+
 # ----------------------------------------------------------------------------- analyze
 def analyze_jaccard(
     masks: MaskArgs, preset: Preset = None, layers: Layers = None, heads: Heads = None,

@@ -566,6 +566,32 @@ def data_digest(examples) -> str:
     return h.hexdigest()[:16]
 
 
+def best_of(masks) -> tuple[int, "HeadMask"]:
+    """``(index, mask)`` of the best of ``masks`` on their validation clips: runs trained with ``select_clips`` on
+    the same clips (the same ``validation_digest``, e.g. one task with two losses), each compared by the score of the
+    binary mask it kept; the metric's direction decides (lower WER wins), a tie keeps the first. One-line
+    :class:`AhaError` if a mask was not chosen on validation clips or the clips or metrics differ."""
+    from ..evaluation.metrics import METRICS
+
+    if not masks:
+        raise AhaError("no masks to choose between")
+    seen = []
+    for i, m in enumerate(masks):
+        x = m.meta.extra or {}
+        if not all(k in x for k in ("validation", "selected", "validation_metric", "validation_digest")):
+            raise AhaError(f"mask {i + 1} ({m.meta.source or m.meta.task or 'unnamed'}) carries no validation scores "
+                           "with their clips' digest: train it with --hard-frac and --select-clips")
+        seen.append((x["validation_metric"], x["validation_digest"]))
+    if len(set(seen)) > 1:
+        raise AhaError("the masks were scored on different validation clips or metrics (" + ", ".join(
+            f"{m} on {d}" for m, d in dict.fromkeys(seen)) + "); train them with the same task, seed and "
+            "--select-clips")
+    sign = 1.0 if METRICS[seen[0][0]].higher_is_better else -1.0
+    kept = [m.meta.extra["validation"][m.meta.extra["selected"]] for m in masks]
+    best = max(range(len(masks)), key=lambda i: (sign * kept[i], -i))
+    return best, masks[best]
+
+
 # --------------------------------------------------------------------------------------------- the loop
 #: the validation clips of ``select_clips`` are drawn with seed ``cfg.seed + VAL_SEED_OFFSET``: the training voices,
 #: another draw than the training clips (and than the training clips of the next seeds)
