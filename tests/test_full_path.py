@@ -494,6 +494,7 @@ def test_select_clips_keeps_the_better_binary_mask_of_the_run(tmp_path, monkeypa
 def test_best_mask_keeps_the_run_best_on_the_same_validation_clips(tmp_path, capsys):
     """`best-mask`: among runs chosen on the same validation clips, the one whose kept mask scored best (lower WER
     wins); masks without those scores, or scored on other clips, are one line and exit 2 with nothing written."""
+    from aha_interp.errors import AhaError
     from aha_interp.training.mask import best_of
 
     def run(name, kept, other, digest="d1", metric="wer"):
@@ -505,12 +506,14 @@ def test_best_mask_keeps_the_run_best_on_the_same_validation_clips(tmp_path, cap
 
     a, b = run("a.safetensors", 0.55, 0.60), run("b.safetensors", 0.44, 0.30)  # b kept 0.44: the lower WER
     assert best_of([a, b])[0] == 1 and best_of([a, a])[0] == 0
+    with pytest.raises(AhaError, match="two or more masks"):
+        best_of([a])
     out = tmp_path / "best.safetensors"
     assert main(["best-mask", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors"), "--out", str(out)]) == 0
     assert np.array_equal(HeadMask.load(out).logits, b.logits) and f"kept {tmp_path / 'b.safetensors'}" in capsys.readouterr().err
     run("c.safetensors", 0.1, 0.1, digest="d2")
     HeadMask(torch.randn(4, 32)).save(tmp_path / "plain.safetensors")
-    for other, why in (("c.safetensors", "different validation clips"), ("plain.safetensors", "no validation scores")):
+    for other, why in (("c.safetensors", "different validation clips"), ("plain.safetensors", "plain.safetensors carries no validation")):
         bad = tmp_path / "bad.safetensors"
         assert main(["best-mask", str(tmp_path / "a.safetensors"), str(tmp_path / other), "--out", str(bad)]) == 2
         err = capsys.readouterr().err.strip()

@@ -89,11 +89,11 @@ def best_mask(masks: MaskArgs,
     from ..training.mask import best_of
 
     loaded = [next(iter(load([p], None, None, None).values())) for p in masks]  # one by one: names may repeat
-    i, best = best_of(loaded)
+    i, best = best_of(loaded, names=[str(p) for p in masks])
     x = best.meta.extra
     best.save(out)
     log(f"kept {masks[i]} ({x['validation_metric']} {x['validation'][x['selected']]:.3f} on "
-        f"{x['validation_n']} validation clips): wrote {out}")
+        f"{x.get('validation_n', '?')} validation clips): wrote {out}")
 
 
 # ----------------------------------------------------------------------------- analyze

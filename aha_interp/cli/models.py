@@ -247,7 +247,7 @@ def train(
                                        top_k=32 if distill_kl else None)
             meta = {"distilled_from": distill_from}
         val = None
-        if select_clips and examples is not None:  # your clips, or the teacher's answers: hold the last ones out
+        if select_clips and examples is not None:  # your clips, or the teacher's answers: hold a seeded draw out
             if len(examples) <= select_clips:
                 raise AhaError(f"--select-clips {select_clips} would hold out all {len(examples)} training clips; "
                                "give fewer validation clips or more data")

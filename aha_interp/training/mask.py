@@ -566,21 +566,26 @@ def data_digest(examples) -> str:
     return h.hexdigest()[:16]
 
 
-def best_of(masks) -> tuple[int, "HeadMask"]:
+def best_of(masks, names=None) -> tuple[int, "HeadMask"]:
     """``(index, mask)`` of the best of ``masks`` on their validation clips: runs trained with ``select_clips`` on
     the same clips (the same ``validation_digest``, e.g. one task with two losses), each compared by the score of the
     binary mask it kept; the metric's direction decides (lower WER wins), a tie keeps the first. One-line
-    :class:`AhaError` if a mask was not chosen on validation clips or the clips or metrics differ."""
+    :class:`AhaError` if a mask was not chosen on validation clips or the clips or metrics differ. ``names``: how
+    the errors call the masks (default: their position)."""
     from ..evaluation.metrics import METRICS
 
-    if not masks:
-        raise AhaError("no masks to choose between")
+    if len(masks) < 2:
+        raise AhaError("give two or more masks trained with --select-clips on the same validation clips")
+    names = names or [f"mask {i + 1}" for i in range(len(masks))]
     seen = []
-    for i, m in enumerate(masks):
+    for name, m in zip(names, masks):
         x = m.meta.extra or {}
         if not all(k in x for k in ("validation", "selected", "validation_metric", "validation_digest")):
-            raise AhaError(f"mask {i + 1} ({m.meta.source or m.meta.task or 'unnamed'}) carries no validation scores "
-                           "with their clips' digest: train it with --hard-frac and --select-clips")
+            raise AhaError(f"{name} carries no validation scores with their clips' digest: train it with --hard-frac "
+                           "and --select-clips")
+        if x["validation_metric"] not in METRICS:
+            raise AhaError(f"{name}: unknown validation metric {x['validation_metric']!r}; it was not written by "
+                           "aha-interp train")
         seen.append((x["validation_metric"], x["validation_digest"]))
     if len(set(seen)) > 1:
         raise AhaError("the masks were scored on different validation clips or metrics (" + ", ".join(
