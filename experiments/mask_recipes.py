@@ -444,6 +444,7 @@ def choices(recipes: list[str] = ("relaxed-select", "relaxed-token-select")) -> 
 
     from aha_interp import HeadMask
     from aha_interp.data.tasks import TASKS as ALL
+    from aha_interp.evaluation.metrics import METRICS
 
     confirm = TABLES / "mask_recipes_confirm.csv"
     held = pd.read_csv(confirm, keep_default_na=False) if confirm.exists() else pd.DataFrame(
@@ -467,7 +468,7 @@ def choices(recipes: list[str] = ("relaxed-select", "relaxed-token-select")) -> 
                          "wall_seconds": x.get("wall_seconds", "")})
         if not mine:
             continue
-        sign = -1 if mine[0]["metric"] in ("wer", "cer") else 1
+        sign = 1 if METRICS[mine[0]["metric"]].higher_is_better else -1
         best = max(range(len(mine)), key=lambda i: (sign * mine[i]["kept"], -i))
         rows += [{**r, "picked": i == best} for i, r in enumerate(mine)]
     _write_frame("mask_recipes_choices", rows, ["# What the validation clips chose", "",

@@ -142,7 +142,7 @@ class MaskTrainConfig:
 
     def hard(self, step: int) -> bool:
         """Whether ``step`` is in the hard phase: the last ``hard_frac`` of the steps (relaxed/annealed gates)."""
-        return bool(self.hard_frac) and step >= self.switch_step
+        return step >= self.switch_step  # never without a hard phase: switch_step is then ``steps``
 
     @property
     def switch_step(self) -> int:
@@ -655,22 +655,21 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *,
                                  extra_voices=cfg.train_voices == "all", progress=progress and rank == 0)
     if not examples:
         raise AhaError("no training examples")
-    if cfg.select_clips and val_examples is None:
+    if cfg.select_clips:  # checked before any step: the choice comes after the whole run
         from ..data.tasks import TASKS
 
-        if cfg.task not in TASKS:
+        own = cfg.task not in TASKS
+        if own and val_examples is None:
             raise AhaError(f"task {cfg.task!r} is your own: choosing on validation clips needs them (val_examples=; "
-                           "the CLI holds out the last --select-clips of your clips)")
-        val_examples = make_examples(cfg.task, cfg.select_clips, seed=cfg.seed + VAL_SEED_OFFSET, split="train",
-                                     extra_voices=cfg.train_voices == "all", progress=False)
-    if cfg.select_clips and not val_examples:
-        raise AhaError("no validation clips to choose the mask on")
-    if cfg.select_clips and spec is None:
-        from ..data.tasks import TASKS
-
-        if cfg.task not in TASKS:
+                           "the CLI holds out a seeded draw of --select-clips of your clips)")
+        if own and spec is None:
             raise AhaError(f"task {cfg.task!r} is your own: choosing on validation clips scores them with its Task "
                            "(spec=)")
+        if val_examples is None:
+            val_examples = make_examples(cfg.task, cfg.select_clips, seed=cfg.seed + VAL_SEED_OFFSET, split="train",
+                                         extra_voices=cfg.train_voices == "all", progress=False)
+        if not val_examples:
+            raise AhaError("no validation clips to choose the mask on")
     if cfg.kl and any("teacher_top" not in e.meta for e in examples):
         raise AhaError("kl > 0 needs the teacher's distributions on every example: distil_examples(..., top_k=…) "
                        "(--distill-from with --distill-kl)")
