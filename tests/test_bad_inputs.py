@@ -365,8 +365,8 @@ def test_ctrl_c_in_train_keeps_the_checkpoint_and_the_same_command_resumes(mini_
                                                                           capsys):
     """SIGINT once a checkpoint exists: exit 130, one line naming the run folder; running the same command
     again resumes to the very mask an uninterrupted run learns."""
-    args = ["train", "--task", "gr", "--model", str(mini_model), "--steps", "300", "--batch-size", "2",
-            "--n-train", "8", "--out", "gr.safetensors", "--quiet"]
+    args = ["train", "--task", "gr", "--model", str(mini_model), "--recipe", "paper", "--steps", "300",
+            "--batch-size", "2", "--n-train", "8", "--out", "gr.safetensors", "--quiet"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     whole.mkdir()
     cut.mkdir()

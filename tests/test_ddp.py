@@ -14,7 +14,7 @@ from aha_interp.cli import main
 
 pytestmark = pytest.mark.slow  # torchrun: two processes start, each loads torch and the model
 
-ARGS = ["train", "--task", "gr", "--steps", "8", "--batch-size", "4", "--n-train", "12", "--quiet", "--lr", "0.5"]
+ARGS = ["train", "--task", "gr", "--recipe", "paper", "--steps", "8", "--batch-size", "4", "--n-train", "12", "--quiet", "--lr", "0.5"]
 
 
 def _curve(run):

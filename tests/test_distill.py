@@ -19,7 +19,7 @@ def test_distil_a_mask_from_an_instruction_twice_the_same(tmp_path):
     masks = []
     for i in range(2):
         out = tmp_path / f"gr{i}.safetensors"
-        assert main(["train", "--task", "gr", "--distill-from", GR, "--steps", "12", "--n-train", "16",
+        assert main(["train", "--task", "gr", "--recipe", "paper", "--distill-from", GR, "--steps", "12", "--n-train", "16",
                      "--batch-size", "4", "--out", str(out), "--run-dir", str(tmp_path / f"run{i}"), "--quiet"]) == 0
         masks.append(load_mask(out))
         assert list((tmp_path / f"run{i}").glob("teacher-*.json"))  # the teacher's answers, cached
@@ -43,8 +43,8 @@ def test_distillation_reads_no_labels(tmp_path):
 
 
 def test_distillation_refusals(tmp_path, capsys, monkeypatch):
-    base = ["train", "--task", "gr", "--steps", "2", "--n-train", "4", "--out", str(tmp_path / "m.safetensors"),
-            "--run-dir", str(tmp_path / "run"), "--quiet"]
+    base = ["train", "--task", "gr", "--recipe", "paper", "--steps", "2", "--n-train", "4",
+            "--out", str(tmp_path / "m.safetensors"), "--run-dir", str(tmp_path / "run"), "--quiet"]
     for extra, fragment in [(["--distill-from", "  "], "--distill-from is empty"),
                             (["--distill-from", GR, "--labels", "a,b"], "reads no labels")]:
         capsys.readouterr()
@@ -78,8 +78,8 @@ def test_the_kl_term_is_zero_against_itself_and_changes_the_mask(tmp_path):
         # the instructed teacher differs from the uninstructed student
         _, kl_instr = _ce_and_kl(lalm, inputs, teacher_top_k(lalm, audios, GR, answers, k=10_000))
         assert float(kl_instr) > 0.01
-    base = ["train", "--task", "gr", "--distill-from", GR, "--steps", "8", "--n-train", "8", "--batch-size", "4",
-            "--quiet"]
+    base = ["train", "--task", "gr", "--recipe", "paper", "--distill-from", GR, "--steps", "8", "--n-train", "8",
+            "--batch-size", "4", "--quiet"]
     for w in ("0", "1.0"):
         assert main([*base, "--distill-kl", w, "--out", str(tmp_path / f"kl{w}.safetensors"),
                      "--run-dir", str(tmp_path / f"run{w}")]) == 0

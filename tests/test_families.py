@@ -146,7 +146,7 @@ def test_train_and_eval_through_the_cli_from_a_saved_folder(kind, tmp_path):
     lalm = load_model(folder, kind=kind if kind == "qwen2-audio-base" else None)
     assert lalm.kind == kind
     out = tmp_path / "gr.safetensors"
-    assert main(["train", "--model", str(folder), *kind_args, "--task", "gr", "--steps", "20", "--n-train", "16",
+    assert main(["train", "--model", str(folder), *kind_args, "--task", "gr", "--recipe", "paper", "--steps", "20", "--n-train", "16",
                  "--batch-size", "4", "--out", str(out), "--run-dir", str(tmp_path / "run"), "--quiet"]) == 0
     from aha_interp import load_mask
 

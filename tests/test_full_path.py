@@ -24,7 +24,7 @@ def test_fast_batches_equal_the_processor_path(mini_model):
 
 
 def test_train_and_eval_from_the_cli(mini_model, tmp_path, capsys):
-    args = ["train", "--model", str(mini_model), "--task", "gr", "--steps", "6", "--batch-size", "4",
+    args = ["train", "--model", str(mini_model), "--task", "gr", "--recipe", "paper", "--steps", "6", "--batch-size", "4",
             "--n-train", "12", "--quiet"]
     assert main([*args, "--out", str(tmp_path / "a.safetensors"), "--run-dir", str(tmp_path / "run-a")]) == 0
     assert main([*args, "--out", str(tmp_path / "b.safetensors"), "--run-dir", str(tmp_path / "run-b")]) == 0
@@ -48,6 +48,47 @@ def test_train_and_eval_from_the_cli(mini_model, tmp_path, capsys):
         assert res["condition"] == cond and res["n"] == 6 and res["metric"] == "accuracy"
     assert main(["eval", "--model", str(mini_model), "--task", "gr", "--condition", "mask", "--n", "4"]) == 2
     assert "needs a mask" in capsys.readouterr().err
+
+
+def test_the_default_recipe_trains_one_run_per_loss_and_keeps_the_best_on_validation(mini_model, tmp_path, capsys):
+    """`train` with no recipe option: relaxed gates, a hard phase, two runs (worst, token) scored on the same
+    validation clips; the kept mask is the better run's own, bit for bit, and its metadata says which and why."""
+    from aha_interp.evaluation.metrics import METRICS
+
+    args = ["train", "--model", str(mini_model), "--task", "gr", "--steps", "10", "--batch-size", "4",
+            "--n-train", "12", "--select-clips", "6", "--quiet", "--run-dir", str(tmp_path / "run")]
+    assert main([*args, "--out", str(tmp_path / "m.safetensors")]) == 0
+    assert "kept the mask from the" in capsys.readouterr().err
+    m = HeadMask.load(tmp_path / "m.safetensors")
+    x = m.meta.extra
+    assert x["gates"] == "relaxed" and x["hard_frac"] == 0.3 and x["validation_n"] == 6
+    assert set(x["losses"]) == {"worst", "token"} and x["loss_kept"] in x["losses"]
+    runs = {loss: HeadMask.load(tmp_path / "run" / f"loss-{loss}" / "mask.safetensors") for loss in ("worst", "token")}
+    for loss, r in runs.items():  # both runs were scored on the same clips: their digests agree
+        assert r.meta.extra["validation_digest"] == x["validation_digest"]
+        assert x["losses"][loss] == r.meta.extra["validation"][r.meta.extra["selected"]]
+    sign = 1 if METRICS[x["validation_metric"]].higher_is_better else -1
+    best = max(("worst", "token"), key=lambda l: (sign * x["losses"][l], l == "worst"))  # a tie keeps worst
+    assert x["loss_kept"] == best and x["recipe"] == "validated" and x["recipe_changed"] == ["select_clips"]
+    assert np.array_equal(m.logits, runs[best].logits)  # the run folder keeps the mask its run chose
+    # the same command again resumes both finished runs: the same mask
+    assert main([*args, "--out", str(tmp_path / "again.safetensors")]) == 0
+    assert np.array_equal(HeadMask.load(tmp_path / "again.safetensors").logits, m.logits)
+    # one run per loss (e.g. one per core), then best-mask: the same mask as the one command
+    for loss in ("token", "worst"):  # fresh run folders: trained again, not resumed
+        assert main([*args[:-2], "--loss", loss, "--run-dir", str(tmp_path / f"run-{loss}"),
+                     "--out", str(tmp_path / f"{loss}.safetensors")]) == 0
+    assert main(["best-mask", str(tmp_path / "worst.safetensors"), str(tmp_path / "token.safetensors"),
+                 "--out", str(tmp_path / "best.safetensors")]) == 0
+    assert np.array_equal(HeadMask.load(tmp_path / "best.safetensors").logits, m.logits)
+    # an option beside the recipe is named with what the recipe sets; several losses need validation clips
+    for bad, fragment in ((["--noise", "logistic"], "--recipe validated sets --gates relaxed"),
+                          (["--select-clips", "0"], "several losses"), (["--loss", "worst,worst"], "named twice"),
+                          (["--recipe", "nope"], "--recipe must be one of validated, paper")):
+        capsys.readouterr()
+        assert main([*args[:-2], *bad, "--out", str(tmp_path / "bad.safetensors")]) == 2
+        assert fragment in capsys.readouterr().err
+    assert not (tmp_path / "bad.safetensors").exists()
 
 
 def test_resume_continues_where_it_stopped(mini_model, tmp_path):
@@ -153,7 +194,7 @@ def test_gpu_smoke_benchmark_runs_on_a_tiny_config():
 
 def test_train_on_a_manifest_with_gradient_checkpointing(mini_model, tmp_path, capsys):
     assert main(["data", "gr", "--n", "6", "--out", str(tmp_path / "data")]) == 0
-    base = ["train", "--model", str(mini_model), "--task", "gr", "--steps", "4", "--batch-size", "2", "--quiet",
+    base = ["train", "--model", str(mini_model), "--task", "gr", "--recipe", "paper", "--steps", "4", "--batch-size", "2", "--quiet",
             "--manifest", str(tmp_path / "data" / "manifest.json")]
     assert main([*base, "--out", str(tmp_path / "a.safetensors"), "--run-dir", str(tmp_path / "ra")]) == 0
     assert main([*base, "--grad-ckpt", "--attn", "sdpa", "--out", str(tmp_path / "b.safetensors"),
@@ -518,3 +559,28 @@ def test_best_mask_keeps_the_run_best_on_the_same_validation_clips(tmp_path, cap
         assert main(["best-mask", str(tmp_path / "a.safetensors"), str(tmp_path / other), "--out", str(bad)]) == 2
         err = capsys.readouterr().err.strip()
         assert why in err and "\n" not in err and not bad.exists()
+
+
+def test_recipes_resolve_with_overrides_and_agree_with_the_config():
+    """`--recipe`: the named fields, options in place of them one by one, the losses' names as the config knows
+    them; the validated recipe's config is valid as it stands, and the paper recipe is the config's defaults."""
+    from aha_interp.errors import AhaError
+    from aha_interp.training import recipes
+    from aha_interp.training.mask import LOSSES
+
+    assert recipes.LOSS_NAMES == LOSSES
+    fields, losses = recipes.resolve("validated")
+    assert fields == {"gates": "relaxed", "hard_frac": 0.3, "select_clips": 100} and losses == ("worst", "token")
+    MaskTrainConfig(task="json", loss=losses[0], **fields)  # valid as it stands
+    paper, (loss,) = recipes.resolve("paper")
+    default = MaskTrainConfig(task="json")
+    assert {k: getattr(default, k) for k in paper} == paper and default.loss == loss
+    assert recipes.resolve("validated", loss="token", select_clips=20) == (
+        {"gates": "relaxed", "hard_frac": 0.3, "select_clips": 20}, ("token",))
+    assert recipes.resolve("paper", loss=" sequence , token ", select_clips=5)[1] == ("sequence", "token")
+    for kw, fragment in [({"loss": "worst,nope"}, "unknown loss 'nope'"), ({"loss": "token,token"}, "named twice"),
+                         ({"select_clips": 0}, "several losses")]:
+        with pytest.raises(AhaError, match=fragment):
+            recipes.resolve("validated", **kw)
+    with pytest.raises(AhaError, match="unknown recipe"):
+        recipes.resolve("nope")

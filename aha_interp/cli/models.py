@@ -104,27 +104,38 @@ def train(
     lr: Annotated[float, typer.Option(help="Peak learning rate (official: 1e-2 over 90k steps).")] = 0.1,
     lam: Annotated[float, typer.Option("--lam", help="Sparsity penalty λ per active head.")] = 0.0,
     noise: Annotated[str, typer.Option(help="Gumbel noise: left-tail (official) or logistic.")] = "left-tail",
-    gates: Annotated[str, typer.Option(metavar="gumbel|relaxed|annealed", help="Gates while training: hard 0/1 "
-                                       "gates from noisy logits (gumbel, official), each head times sigmoid(logit), no "
-                                       "noise (relaxed), or that sigmoid sharpened along the τ schedule (annealed); "
-                                       "the mask is logit >= 0 in every case.")] = "gumbel",
-    hard_frac: Annotated[float, typer.Option(help="With relaxed or annealed gates: the run's last fraction (0-1) "
-                                             "trains the binary mask itself, forward logit >= 0, backward the gates' "
-                                             "gradient (what binarising would break, fixed).")] = 0.0,
-    select_clips: Annotated[int, typer.Option(help="With --hard-frac: score the binary mask at the start of the hard "
-                                              "phase and at the end greedily on this many validation clips and keep "
-                                              "the better (synthetic tasks: fresh clips of the training voices; your "
-                                              "own clips and --distill-from: N of the training clips, drawn with "
-                                              "--seed and held out). 0: the end's.")] = 0,
+    recipe: Annotated[str, typer.Option(metavar="validated|paper", help="validated: relaxed gates, the last 30 % "
+                                        "hard, one run with the worst-token loss and one with the token mean, the best "
+                                        "binary mask kept on 100 validation clips (two runs; the best measured here); "
+                                        "paper: the official AHAMask recipe (Gumbel gates, token mean, one run). The "
+                                        "four options below override it.")] = "validated",
+    gates: Annotated[Optional[str], typer.Option(metavar="gumbel|relaxed|annealed", help="Gates while training: hard "
+                                                 "0/1 gates from noisy logits (gumbel, official), each head times "
+                                                 "sigmoid(logit), no noise (relaxed), or that sigmoid sharpened along "
+                                                 "the τ schedule (annealed); the mask is logit >= 0 in every case "
+                                                 "[default: the recipe's].", show_default=False)] = None,
+    hard_frac: Annotated[Optional[float], typer.Option(help="With relaxed or annealed gates: the run's last fraction "
+                                                       "(0-1) trains the binary mask itself, forward logit >= 0, "
+                                                       "backward the gates' gradient (what binarising would break, "
+                                                       "fixed) [default: the recipe's].", show_default=False)] = None,
+    select_clips: Annotated[Optional[int], typer.Option(help="With --hard-frac: score the binary mask at the start of "
+                                                        "the hard phase and at the end greedily on this many "
+                                                        "validation clips and keep the better (synthetic tasks: fresh "
+                                                        "clips of the training voices; your own clips and "
+                                                        "--distill-from: N of the training clips, drawn with --seed "
+                                                        "and held out). 0: the end's [default: the recipe's].",
+                                                        show_default=False)] = None,
     tau_end: Annotated[float, typer.Option(help="Final temperature (official code 0.05; paper text 0.5).")] = 0.05,
     n_train: Annotated[int, typer.Option(help="Synthetic training clips (see --train-voices).")] = 2000,
     train_voices: Annotated[str, typer.Option(metavar="original|all", help="Voices of the synthetic training clips: "
                                               "original (the ten original espeak-ng voice variants) or all (every "
                                               "training speaker of the shipped tiny model).")] = "original",
-    loss: Annotated[str, typer.Option(metavar="token|sequence|worst", help="Cross-entropy averaged over the batch's "
-                                      "answer tokens (token, official), per answer then over answers (sequence), or "
-                                      "per answer on its worst tokens, a soft maximum (worst).")]
-    = "token",
+    loss: Annotated[Optional[str], typer.Option(metavar="token|sequence|worst[,…]", help="Cross-entropy averaged "
+                                                "over the batch's answer tokens (token, official), per answer then "
+                                                "over answers (sequence), or per answer on its worst tokens, a soft "
+                                                "maximum (worst). Several, comma-separated: one run each, the best "
+                                                "kept on the validation clips (needs --select-clips) [default: the "
+                                                "recipe's].", show_default=False)] = None,
     first_tokens: Annotated[int, typer.Option(help="With --first-weight: how many of each answer's first tokens "
                                               "weigh more (where a composite answer picks its format).")] = 0,
     first_weight: Annotated[float, typer.Option(help="Weight of each answer's first --first-tokens tokens in the "
@@ -160,13 +171,17 @@ def train(
 ) -> None:
     """Learn an AHAMask for TASK on a frozen model, with no instruction in the prompt.
 
+    By default two runs (the validated recipe: two losses, the best kept on validation clips); --recipe paper
+    trains the official recipe in one.
+
     Data parallel under torchrun (each process one share of every batch; rank 0 writes the mask).
 
     \b
     Examples:
-      aha-interp train --task gr --out gr.safetensors --steps 200
-      aha-interp train --task asr --train-voices all --lam 0.01 --seed 1 --out asr-s1.safetensors
-      aha-interp train --task json --gates relaxed --loss worst --hard-frac 0.3 --out json.safetensors
+      aha-interp train --task json --out json.safetensors
+      aha-interp train --task gr --recipe paper --steps 200 --out gr.safetensors
+      aha-interp train --task asr --recipe paper --train-voices all --lam 0.01 --seed 1 --out asr-s1.safetensors
+      aha-interp train --task json --loss worst --out json-worst.safetensors
       aha-interp train --task accent --metric accuracy --labels us,uk --dataset data/accents --out accent.safetensors
       aha-interp train --task gr --distill-from "What is the gender of the speaker?" --out gr-distilled.safetensors
       torchrun --nproc-per-node 2 -m aha_interp.cli train --task gr --device cuda --out gr.safetensors
@@ -211,13 +226,27 @@ def train(
     started = time.time()
     on_interrupt(lambda: _train_interrupt_note(run_dir, started))
 
-    from ..training.mask import MaskTrainConfig, train_mask
+    from ..training import recipes
+
+    given = {"gates": gates, "hard_frac": hard_frac, "select_clips": select_clips, "loss": loss}
+    if recipe not in recipes.RECIPES:
+        raise AhaError(f"--recipe must be one of {', '.join(recipes.RECIPES)}, got {recipe!r}")
+    fields, losses = recipes.resolve(recipe, **given)
+    select_clips = fields["select_clips"]
+
+    from ..training.mask import MaskTrainConfig, train_best_mask
 
     # the config validates noise, gates and ranges before any model is loaded
-    cfg = MaskTrainConfig(task=task, steps=steps, batch_size=batch_size, lr=lr, lam=lam, noise=noise, tau_end=tau_end,
-                          n_train=n_train, seed=seed, threads=threads, train_voices=train_voices, kl=distill_kl,
-                          loss=loss, first_tokens=first_tokens, first_weight=first_weight, focal=focal,
-                          gates=gates, hard_frac=hard_frac, select_clips=select_clips)
+    try:
+        cfg = MaskTrainConfig(task=task, steps=steps, batch_size=batch_size, lr=lr, lam=lam, noise=noise,
+                              tau_end=tau_end, n_train=n_train, seed=seed, threads=threads, train_voices=train_voices,
+                              kl=distill_kl, loss=losses[0], first_tokens=first_tokens, first_weight=first_weight,
+                              focal=focal, **fields)
+    except AhaError as e:  # an option beside the recipe's own (e.g. --noise with its relaxed gates): say what it sets
+        raise AhaError(f"{e} ({recipes.hint(recipe)})") from None
+    # the recipe, and what was given in place of its own
+    changed = [k for k, v in given.items() if v is not None]
+    meta = {"recipe": recipe, **({"recipe_changed": changed} if changed else {})}
 
     from ..models.lalm import load_model
     from ..training.distributed import enable_checkpointing, init_distributed
@@ -234,7 +263,6 @@ def train(
         lalm = load_model(model, kind=kind, dtype=dtype, device=device, attn_implementation=attn)
         examples = _user_examples(lalm, spec, manifest, dataset, split, audio_column, target_column, not quiet,
                                   need_target=distill_from is None)
-        meta = None
         if distill_from is not None:
             from ..data.tasks import make_examples
             from ..training.distill import distil_examples
@@ -245,7 +273,7 @@ def train(
             examples = distil_examples(lalm, examples, distill_from, task=task, max_new_tokens=spec.max_new_tokens,
                                        cache_dir=run_dir or Path("runs"), progress=not quiet and rank == 0,
                                        top_k=32 if distill_kl else None)
-            meta = {"distilled_from": distill_from}
+            meta["distilled_from"] = distill_from
         val = None
         if select_clips and examples is not None:  # your clips, or the teacher's answers: hold a seeded draw out
             if len(examples) <= select_clips:
@@ -259,13 +287,15 @@ def train(
             examples = [e for i, e in enumerate(examples) if i not in held]
         if grad_ckpt:
             enable_checkpointing(lalm.model)
-        mask = train_mask(lalm, cfg, run_dir, examples=examples, val_examples=val, spec=spec, progress=not quiet,
-                          meta=meta)
+        mask = train_best_mask(lalm, cfg, losses, run_dir, examples=examples, val_examples=val, spec=spec,
+                               progress=not quiet, meta=meta)
         if select_clips and rank == 0:
             x = mask.meta.extra
-            log(f"kept the mask from the {'start' if x['selected'] == 'switch' else 'end'} of the hard phase: "
+            of = f" of the {x['loss_kept']} loss's run" if "loss_kept" in x else ""
+            log(f"kept the mask from the {'start' if x['selected'] == 'switch' else 'end'} of the hard phase{of}: "
                 f"{x['validation_metric']} {x['validation']['switch']:.3f} at the start, {x['validation']['end']:.3f} "
-                f"at the end, on {x['validation_n']} validation clips")
+                f"at the end, on {x['validation_n']} validation clips"
+                + ("; " + ", ".join(f"{k} loss {v:.3f}" for k, v in x["losses"].items()) if "losses" in x else ""))
         if rank == 0:
             mask.save(out)
             log(f"wrote {out}: {mask}")

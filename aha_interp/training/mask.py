@@ -597,6 +597,28 @@ def best_of(masks, names=None) -> tuple[int, "HeadMask"]:
     return best, masks[best]
 
 
+def train_best_mask(lalm, cfg: MaskTrainConfig, losses=("worst", "token"), run_dir: str | Path | None = None,
+                    **kw) -> HeadMask:
+    """One :func:`train_mask` run per loss in ``losses`` (``cfg`` with ``loss`` replaced), each choosing on the same
+    validation clips (``cfg.select_clips``), and the best of them (:func:`best_of`; a tie keeps the earlier loss):
+    the ``validated`` recipe of :mod:`.recipes`. With ``run_dir``, run ``i`` lives in ``run_dir/loss-<loss>`` (so each
+    resumes on its own). ``kw`` goes to every run (``examples=``, ``val_examples=``, ``spec=``, …). The mask's
+    metadata adds ``losses`` (each run's kept validation score) and ``loss_kept``. Returns the mask
+    ``[n_layers, n_heads]``."""
+    import dataclasses
+
+    losses = tuple(losses)
+    if len(losses) == 1:
+        return train_mask(lalm, dataclasses.replace(cfg, loss=losses[0]), run_dir, **kw)
+    if not cfg.select_clips:
+        raise AhaError("several losses are compared on validation clips: give select_clips (and hard_frac)")
+    masks = [train_mask(lalm, dataclasses.replace(cfg, loss=loss), run_dir and Path(run_dir) / f"loss-{loss}", **kw)
+             for loss in losses]
+    i, best = best_of(masks, names=[f"the {loss} loss's mask" for loss in losses])
+    scores = {loss: m.meta.extra["validation"][m.meta.extra["selected"]] for loss, m in zip(losses, masks)}
+    return best.with_meta(extra={**best.meta.extra, "losses": scores, "loss_kept": losses[i]})
+
+
 # --------------------------------------------------------------------------------------------- the loop
 #: the validation clips of ``select_clips`` are drawn with seed ``cfg.seed + VAL_SEED_OFFSET``: the training voices,
 #: another draw than the training clips (and than the training clips of the next seeds)
