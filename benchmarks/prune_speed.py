@@ -26,12 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def masks_for(w, shipped: bool) -> dict:
-    """The shipped GR mask and its λ-sparse versions (tiny model), then random masks at 25/50/75 % of heads."""
+    """The GR mask of the paper recipe (λ = 0) and its λ-sparse versions (tiny model), then random masks at
+    25/50/75 % of heads."""
     from aha_interp import HeadMask
 
     out = {}
     if shipped:
-        out["gr (shipped)"] = HeadMask.load(ROOT / "masks/tiny/gr.safetensors")
+        out["gr λ=0"] = HeadMask.load(ROOT / "masks/tiny/paper/gr.safetensors")  # the λ sweep's own recipe
         for lam in ("1e-04", "3e-04", "1e-03", "3e-03", "1e-02", "3e-02"):
             out[f"gr λ={lam}"] = HeadMask.load(ROOT / f"masks/tiny/lambda/gr-lam{lam}.safetensors")
     rng = np.random.default_rng(0)

@@ -1,8 +1,10 @@
 """Mask-recipe sweep: which training recipe brings the composite, translation and SER masks of the embedded
 model to the instruction's level?
 
-Each recipe changes one lever of the committed recipe (500 steps, batch 16, lr 0.1, token-mean cross-entropy,
-left-tail noise, λ 0, the ten original voices, labels). Every (recipe, task) mask is trained on the same 2000
+Each recipe changes one lever of the official recipe (``default`` here: ``aha-interp train --recipe paper``, 500 steps,
+batch 16, lr 0.1, token-mean cross-entropy, left-tail noise, λ 0, the ten original voices, labels). What the sweep
+found became ``train``'s default recipe, ``validated``: the best of ``relaxed-select`` and ``relaxed-token-select``
+on validation clips. Every (recipe, task) mask is trained on the same 2000
 clips (seed 0) and scored on the same 100 held-out-voice test clips (seed 0) as the instruction, no
 instruction and a random mask with as many heads; 95 % bootstrap intervals.
 
@@ -19,7 +21,8 @@ instruction and a random mask with as many heads; 95 % bootstrap intervals.
 
 The masks land in ``masks/tiny/recipes/<recipe>/<task>.safetensors`` with their wall times (``train_seconds``:
 the training loop; ``wall_seconds``: clip synthesis and model load included; ``beside``: how many other
-CPU-heavy jobs shared the machine). ``default`` and ``distilled`` are the committed masks, not retrained.
+CPU-heavy jobs shared the machine). ``default`` (``masks/tiny/paper/``) and ``distilled`` are committed masks of
+the official recipe, not retrained here.
 Scores already in the CSV are kept while the mask file is unchanged.
 """
 
@@ -80,8 +83,8 @@ TABLES = ROOT / "figures" / "tables"
 
 
 def mask_file(recipe: str, task: str) -> Path:
-    if recipe == "default":
-        return ROOT / "masks" / "tiny" / f"{task}.safetensors"
+    if recipe == "default":  # the official recipe, the sweep's baseline: the shipped masks when the sweep was run
+        return ROOT / "masks" / "tiny" / "paper" / f"{task}.safetensors"
     if recipe == "distilled":
         return ROOT / "masks" / "tiny" / "distilled" / f"{task}-distil-seen0.safetensors"
     return ROOT / "masks" / "tiny" / "recipes" / recipe / f"{task}.safetensors"

@@ -32,7 +32,7 @@ def main() -> None:
     for task in args.tasks.split(","):
         trained = train_mask(lalm, MaskTrainConfig(task=task, train_voices="all"), f"{args.runs}/{task}", progress=False)
         test = make_examples(task, args.n, seed=0, split="test")
-        for voices, mask in (("original", HeadMask.load(f"masks/tiny/{task}.safetensors")), ("all", trained)):
+        for voices, mask in (("original", HeadMask.load(f"masks/tiny/paper/{task}.safetensors")), ("all", trained)):
             r = evaluate(lalm, task, "mask", mask=mask.binary(), examples=test, seed=0)
             print(json.dumps({"task": task, "train_voices": voices, **{k: r[k] for k in
                               ("metric", "value", "ci_low", "ci_high", "n_active", "n")}}), flush=True)

@@ -37,7 +37,7 @@ def test_distillation_reads_no_labels(tmp_path):
     (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     out = tmp_path / "mine.safetensors"
     assert main(["train", "--task", "my_gender", "--distill-from", GR, "--manifest", str(tmp_path / "m.jsonl"),
-                 "--steps", "4", "--batch-size", "4", "--out", str(out), "--run-dir", str(tmp_path / "run"),
+                 "--recipe", "paper", "--steps", "4", "--batch-size", "4", "--out", str(out), "--run-dir", str(tmp_path / "run"),
                  "--quiet"]) == 0
     assert load_mask(out).meta.task == "my_gender"
 

@@ -71,9 +71,14 @@ def test_the_default_recipe_trains_one_run_per_loss_and_keeps_the_best_on_valida
     best = max(("worst", "token"), key=lambda l: (sign * x["losses"][l], l == "worst"))  # a tie keeps worst
     assert x["loss_kept"] == best and x["recipe"] == "validated" and x["recipe_changed"] == ["select_clips"]
     assert np.array_equal(m.logits, runs[best].logits)  # the run folder keeps the mask its run chose
-    # the same command again resumes both finished runs: the same mask
+    # the same command again resumes both finished runs (no step is taken again): the same mask
+    curves = {p: p.read_bytes() for p in (tmp_path / "run").glob("loss-*/metrics.jsonl")}
     assert main([*args, "--out", str(tmp_path / "again.safetensors")]) == 0
     assert np.array_equal(HeadMask.load(tmp_path / "again.safetensors").logits, m.logits)
+    assert len(curves) == 2 and all(p.read_bytes() == b for p, b in curves.items())
+    # a single run is not put beside the per-loss runs of that folder, nor several runs into a single run's folder
+    assert main([*args, "--loss", "token", "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "holds one run per loss" in capsys.readouterr().err
     # one run per loss (e.g. one per core), then best-mask: the same mask as the one command
     for loss in ("token", "worst"):  # fresh run folders: trained again, not resumed
         assert main([*args[:-2], "--loss", loss, "--run-dir", str(tmp_path / f"run-{loss}"),
@@ -81,6 +86,9 @@ def test_the_default_recipe_trains_one_run_per_loss_and_keeps_the_best_on_valida
     assert main(["best-mask", str(tmp_path / "worst.safetensors"), str(tmp_path / "token.safetensors"),
                  "--out", str(tmp_path / "best.safetensors")]) == 0
     assert np.array_equal(HeadMask.load(tmp_path / "best.safetensors").logits, m.logits)
+    capsys.readouterr()
+    assert main([*args[:-2], "--run-dir", str(tmp_path / "run-token"), "--out", str(tmp_path / "y.safetensors")]) == 2
+    assert "holds a single run" in capsys.readouterr().err
     # an option beside the recipe is named with what the recipe sets; several losses need validation clips
     for bad, fragment in ((["--noise", "logistic"], "--recipe validated sets --gates relaxed"),
                           (["--select-clips", "0"], "several losses"), (["--loss", "worst,worst"], "named twice"),
@@ -142,16 +150,17 @@ def test_gumbel_sigmoid_is_hard_forward_soft_backward():
                                  ["--task", "gr", "--focal", "-1"], ["--task", "gr", "--focal", "nan"],
                                  ["--task", "gr", "--gates", "soft"],
                                  ["--task", "gr", "--gates", "relaxed", "--noise", "logistic"],
-                                 ["--task", "gr", "--hard-frac", "0.3"],
+                                 ["--task", "gr", "--recipe", "paper", "--hard-frac", "0.3"],
                                  ["--task", "gr", "--gates", "relaxed", "--hard-frac", "1.5"],
                                  ["--task", "gr", "--gates", "relaxed", "--hard-frac", "nan"],
-                                 ["--task", "gr", "--gates", "relaxed", "--select-clips", "8"],
+                                 ["--task", "gr", "--recipe", "paper", "--gates", "relaxed", "--select-clips", "8"],
                                  ["--task", "gr", "--gates", "relaxed", "--hard-frac", "0.3", "--select-clips", "-1"]])
 def test_train_rejects_bad_arguments_before_loading(bad, tmp_path, capsys):
     out = tmp_path / "m.safetensors"
     assert main(["train", "--model", str(tmp_path / "no-model"), *bad, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and not out.exists()
+    assert "no-model" not in err  # refused for the argument itself, before the model (which is missing) is looked at
 
 
 @pytest.mark.parametrize("task", ["gr"])

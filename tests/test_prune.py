@@ -337,7 +337,7 @@ def test_kv_cache_bytes_and_savings_table():
 
 
 def test_cli_analyze_savings(tmp_path, capsys):
-    masks = [str(REPO / "masks/tiny/gr.safetensors"), str(REPO / "masks/tiny/lambda/gr-lam1e-02.safetensors")]
+    masks = [str(REPO / "masks/tiny/paper/gr.safetensors"), str(REPO / "masks/tiny/lambda/gr-lam1e-02.safetensors")]
     out = tmp_path / "s.csv"
     assert main(["analyze", "savings", "--shape", "tiny", *masks, "--tokens", "100", "--out", str(out)]) == 0
     import pandas as pd

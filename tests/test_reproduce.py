@@ -47,10 +47,17 @@ def test_committed_masks_are_named_and_filed_by_their_fields(tmp_path):
              Trained("asr", seed=1): ("asr-s1", "seeds/asr-s1.safetensors"),
              Trained("gr_asr", seed=2): ("gr_asr-s2", "seeds/gr_asr-s2.safetensors"),
              Trained("gr", lam=1e-3): ("gr-lam1e-03", "lambda/gr-lam1e-03.safetensors"),
-             Trained("gr", lam=3e-2): ("gr-lam3e-02", "lambda/gr-lam3e-02.safetensors")}
+             Trained("gr", lam=3e-2): ("gr-lam3e-02", "lambda/gr-lam3e-02.safetensors"),
+             Trained("json", paper=True): ("json-paper", "paper/json.safetensors"),
+             Trained("gr", lam=0.0, paper=True): ("gr-paper", "paper/gr.safetensors")}
     for ref, (name, file) in cases.items():
         assert str(ref) == name and ref.path(tmp_path) == tmp_path / file and ref.committed == (ref,)
     assert Trained("gr", lam=0.0) == GR and str(Trained("gr", seed=0)) == "gr"
+    # the seed-0 label masks are the default recipe's; every other committed mask is the official recipe's
+    assert GR.recipe == "validated" and Trained("gr", paper=True).recipe == "paper"
+    assert all(r.recipe == "paper" for r in (Trained("gr", seed=1), Trained("gr", lam=1e-3),
+                                             Trained("gr", distilled="seen0")))
+    assert Trained("gr", seed=1) == Trained("gr", seed=1, paper=True)  # one mask, one reference
     with pytest.raises(AhaError):
         Trained("gr", seed=1, lam=1e-3)  # no committed mask varies both; its name would be ambiguous
 
@@ -74,6 +81,8 @@ def test_derived_masks_print_their_cache_names():
 def _legacy_build(expr: str, mask_dir: Path) -> HeadMask:
     """The string mini-language the references replace, as it was, to check they build the same masks."""
     def load(name):
+        if name.endswith("-paper"):  # the official recipe's seed-0 mask, under its task's name
+            return HeadMask.load(mask_dir / "paper" / f"{name.removesuffix('-paper')}.safetensors")
         sub = "distilled" if "-distil-" in name else "lambda" if "-lam" in name else "seeds" if "-s" in name else ""
         return HeadMask.load(mask_dir / sub / f"{name}.safetensors")
 
@@ -184,14 +193,20 @@ def test_plans_cover_the_paper():
     assert set(jobs["composite"]) <= set(jobs["table"])
     assert {j for j in jobs["prompts"] if j.prompt_index < 0} <= set(jobs["table"])
     # the distilled and predictor experiments read the table's rows and the held-out wordings' rows
-    assert set(jobs["table"]) <= set(jobs["distilled"])
+    # … of the official recipe's masks (the distilled masks' and the predictor's), beside the table's baselines
+    assert {j for j in jobs["table"] if j.condition in ("instruction", "none")} <= set(jobs["distilled"])
+    assert {str(j.mask) for j in jobs["distilled"] if j.condition == "mask"} == \
+        {f"{t}-{kind}" for t in ALL_TASKS for kind in ("paper", "distil-seen0")}
     assert {j for j in jobs["prompts"] if j.prompt_index >= 0} <= set(jobs["predictor"])
-    assert len(set(all_jobs(FULL))) == 627 + 20 + 4 + 1050
+    # + 20: the official recipe's mask and its random mask per task (distilled, predictor); + 3: the seeds' s0 on
+    # the composite tasks, which the algebra's default-recipe mask no longer shares
+    assert len(set(all_jobs(FULL))) == 627 + 20 + 4 + 1050 + 20 + 3
     names = [str(m) for m in committed_masks()]
-    assert len(names) == len(set(names)) == 36 + 11 + 12 and {"asr", "asr-s1", "asr-s2", "gr-lam1e-03"} <= set(names)
-    assert names[:10] == list(ALL_TASKS)
-    assert names[36:38] == ["asr-distil-seen0", "gr-distil-seen0"] and names[-1] == "predictor-objective"
-    assert [str(m) for m in committed_masks(["lambda"])] == ["gr", "gr-lam1e-04", "gr-lam3e-04", "gr-lam1e-03",
+    assert len(names) == len(set(names)) == 10 + 36 + 11 + 12
+    assert {"asr", "asr-paper", "asr-s1", "asr-s2", "gr-lam1e-03"} <= set(names)
+    assert names[:20] == list(ALL_TASKS) + [f"{t}-paper" for t in ALL_TASKS]  # the default recipe's first
+    assert names[46:48] == ["asr-distil-seen0", "gr-distil-seen0"] and names[-1] == "predictor-objective"
+    assert [str(m) for m in committed_masks(["lambda"])] == ["gr-paper", "gr-lam1e-04", "gr-lam3e-04", "gr-lam1e-03",
                                                              "gr-lam3e-03", "gr-lam1e-02", "gr-lam3e-02"]
 
 
@@ -207,7 +222,7 @@ def test_experiment_labels_come_from_the_mask_references():
                                          ("asr", "random", "rand:asr:0.5:1"), ("asr", "instruction", "")]] == \
         ["topk", "threshold", "random", "instruction"]
     seeds = SeedMasks()
-    assert [seeds.label("gr", "mask", m) for m in ("gr", "gr-s1", "gr-s2", "and:gr,gr-s1,gr-s2")] == \
+    assert [seeds.label("gr", "mask", m) for m in ("gr-paper", "gr-s1", "gr-s2", "and:gr-paper,gr-s1,gr-s2")] == \
         ["s0", "s1", "s2", "∩"]
     assert seeds.label("gr", "none", "") == "none"
     algebra = MaskAlgebra()
@@ -222,7 +237,7 @@ def test_lambda_outputs_from_synthetic_rows(tmp_path, mini_masks):
     out = Outputs(tmp_path, mini_masks)
     exp.outputs(rows, out)
     table = pd.read_csv(tmp_path / "tables" / "lambda.csv")
-    assert list(table["lam"]) == list(exp.lams) and list(table["mask"])[:2] == ["gr", "gr-lam1e-04"]
+    assert list(table["lam"]) == list(exp.lams) and list(table["mask"])[:2] == ["gr-paper", "gr-lam1e-04"]
     assert {p.name for p in out.written} == {"lambda.csv", "lambda.md", "fig5_lambda.png", "fig5_lambda.pdf"}
 
 
@@ -341,7 +356,7 @@ def test_rerun_evaluates_only_what_changed(first_run, mini_model, mini_masks, tm
 def test_missing_masks_give_one_line_error(tmp_path, capsys):
     assert main(["reproduce", "--masks", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--retrain" in err and "59 mask(s)" in err
+    assert len(err.splitlines()) == 1 and "--retrain" in err and "69 mask(s)" in err
     assert not (tmp_path / "o").exists()
     assert main(["reproduce", "--only", "nonsense", "--out", str(tmp_path / "o")]) == 2
     assert "unknown experiment" in capsys.readouterr().err

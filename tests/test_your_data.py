@@ -45,8 +45,8 @@ def test_the_audiofolder_is_what_a_researcher_brings(accents):
 
 def test_train_and_evaluate_a_task_of_your_own_and_count_by_hand(accents, tmp_path, capsys):
     mask = tmp_path / "accent.safetensors"
-    assert main(["train", *TASK, "--dataset", str(accents), "--split", "train", "--steps", "20", "--batch-size", "4",
-                 "--out", str(mask), "--run-dir", str(tmp_path / "run"), "--quiet"]) == 0
+    assert main(["train", *TASK, "--dataset", str(accents), "--split", "train", "--recipe", "paper", "--steps", "20",
+                 "--batch-size", "4", "--out", str(mask), "--run-dir", str(tmp_path / "run"), "--quiet"]) == 0
     preds, table = tmp_path / "preds.jsonl", tmp_path / "table.json"
     assert main(["eval", *TASK, "--dataset", str(accents), "--split", "test", "--mask", str(mask), "-c", "mask",
                  "-c", "instruction", "-c", "none", "--predictions", str(preds), "--out", str(table), "--quiet"]) == 0

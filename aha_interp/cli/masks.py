@@ -75,12 +75,13 @@ def best_mask(masks: MaskArgs,
               out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the kept mask (.safetensors).",
                                                 show_default=False)]) -> None:
     """Keep the best of masks trained with --select-clips on the same validation clips (one task, e.g. two
-    losses): the one whose kept binary mask scored best there, written to --out.
+    losses): the one whose kept binary mask scored best there, written to --out as it is (the same mask
+    `train` keeps when it trains the losses itself; its metadata is that run's).
 
     \b
     Examples:
-      aha-interp train --task json --gates relaxed --hard-frac 0.3 --select-clips 100 --loss worst --out w.safetensors
-      aha-interp train --task json --gates relaxed --hard-frac 0.3 --select-clips 100 --out t.safetensors
+      aha-interp train --task json --loss worst --out w.safetensors   # one run per loss (one per core) …
+      aha-interp train --task json --loss token --out t.safetensors
       aha-interp best-mask w.safetensors t.safetensors --out json.safetensors
     """
     if out.suffix != ".safetensors":
@@ -158,7 +159,7 @@ def analyze_savings(
 
     \b
     Examples:
-      aha-interp analyze savings --shape tiny masks/tiny/gr.safetensors masks/tiny/lambda/*.safetensors
+      aha-interp analyze savings --shape tiny masks/tiny/paper/gr.safetensors masks/tiny/lambda/*.safetensors
       aha-interp analyze savings --shape tiny masks/tiny/gr.safetensors --tokens 100,1000 --out savings.csv
     """
     from ..pruning.flops import SHAPES, DecoderShape, pruning_savings

@@ -78,6 +78,13 @@ def _train_interrupt_note(run_dir: Optional[Path], since: float) -> str:
     """The interrupt line of ``train``: the run folder (given, or the default one this command opened) and
     whether it holds a checkpoint to resume from."""
     folder = run_dir
+    nested = sorted(run_dir.glob("loss-*/config.json")) if run_dir is not None else []
+    if nested:  # one run per loss: say it of them all
+        if any((c.parent / "checkpoint.pt").exists() for c in nested):
+            return (f"the run folders under {run_dir} ({', '.join(c.parent.name for c in nested)}) keep their last "
+                    "checkpoints; run the same command to resume")
+        return (f"the run folders under {run_dir} hold no checkpoint yet (one is written every 100 steps and at the "
+                "end); run the same command to start again")
     if folder is None:  # the default folder is named by the run's key: the newest config.json opened since the start
         opened = [(c.stat().st_mtime, c.parent) for c in Path("runs").glob("*/config.json")
                   if c.stat().st_mtime >= since - 1]
@@ -97,18 +104,20 @@ def train(
                                       show_default=False)],
     model: ModelOpt = "tiny",
     run_dir: Annotated[Optional[Path], typer.Option(help="Run folder: config.json, metrics.jsonl, checkpoints "
-                                                         "(default: runs/mask-<task>-s<seed>-<run key>). The same "
+                                                         "(default: runs/mask-<task>-s<seed>-<run key>); with "
+                                                         "several losses, one per loss in it, loss-<loss>/. The same "
                                                          "run resumes; a folder of another run is refused.")] = None,
     steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 500,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 16,
     lr: Annotated[float, typer.Option(help="Peak learning rate (official: 1e-2 over 90k steps).")] = 0.1,
-    lam: Annotated[float, typer.Option("--lam", help="Sparsity penalty λ per active head.")] = 0.0,
+    lam: Annotated[float, typer.Option("--lam", help="Sparsity penalty λ per active head (relaxed and annealed "
+                                                     "gates: on the sum of the gates).")] = 0.0,
     noise: Annotated[str, typer.Option(help="Gumbel noise: left-tail (official) or logistic.")] = "left-tail",
     recipe: Annotated[str, typer.Option(metavar="validated|paper", help="validated: relaxed gates, the last 30 % "
                                         "hard, one run with the worst-token loss and one with the token mean, the best "
                                         "binary mask kept on 100 validation clips (two runs; the best measured here); "
-                                        "paper: the official AHAMask recipe (Gumbel gates, token mean, one run). The "
-                                        "four options below override it.")] = "validated",
+                                        "paper: the official AHAMask recipe (Gumbel gates, token mean, one run). "
+                                        "--gates, --hard-frac, --select-clips and --loss override it.")] = "validated",
     gates: Annotated[Optional[str], typer.Option(metavar="gumbel|relaxed|annealed", help="Gates while training: hard "
                                                  "0/1 gates from noisy logits (gumbel, official), each head times "
                                                  "sigmoid(logit), no noise (relaxed), or that sigmoid sharpened along "
@@ -232,7 +241,7 @@ def train(
     if recipe not in recipes.RECIPES:
         raise AhaError(f"--recipe must be one of {', '.join(recipes.RECIPES)}, got {recipe!r}")
     fields, losses = recipes.resolve(recipe, **given)
-    select_clips = fields["select_clips"]
+    select_clips, fields_from_recipe = fields["select_clips"], select_clips is None
 
     from ..training.mask import MaskTrainConfig, train_best_mask
 
@@ -277,8 +286,9 @@ def train(
         val = None
         if select_clips and examples is not None:  # your clips, or the teacher's answers: hold a seeded draw out
             if len(examples) <= select_clips:
-                raise AhaError(f"--select-clips {select_clips} would hold out all {len(examples)} training clips; "
-                               "give fewer validation clips or more data")
+                raise AhaError(f"--select-clips {select_clips} would hold out all {len(examples)} training clips"
+                               + (f" (the {recipe} recipe holds out {select_clips})" if fields_from_recipe else "")
+                               + "; give fewer with --select-clips N, more data, or --recipe paper (no hold-out)")
             import numpy as np
 
             # a random subset (seeded): clips are often stored sorted by label, and the last N may be one class

@@ -42,7 +42,9 @@ def train_predictor(
                                         "the predicted logits; masks: regression onto trained masks (--masks).")]
     = "objective",
     masks: Annotated[Optional[Path], typer.Option(help="--method masks: a folder with a trained mask per task, "
-                                                       "<task>.safetensors (default for tiny: masks/tiny).")] = None,
+                                                       "<task>.safetensors (default for tiny: masks/tiny/paper, the "
+                                                       "official recipe's masks the shipped predictor was fitted "
+                                                       "to).")] = None,
     tasks: Annotated[Optional[str], typer.Option(help="Comma-separated built-in tasks to learn from (default: all "
                                                       "ten).")] = None,
     holdout: Annotated[Optional[str], typer.Option(help="Leave this task out (the predictor never sees it).")] = None,
@@ -81,7 +83,7 @@ def train_predictor(
         raise AhaError(f"--out must end in .safetensors, got {out.name}")
     out_file(out)
     if method == "masks":
-        masks = masks if masks is not None else (Path("masks/tiny") if model == "tiny" else None)
+        masks = masks if masks is not None else (Path("masks/tiny/paper") if model == "tiny" else None)
         if masks is None:
             raise AhaError("--method masks needs --masks DIR: a trained mask per task, DIR/<task>.safetensors")
         missing = [t for t in chosen if not (masks / f"{t}.safetensors").exists()]

@@ -20,10 +20,13 @@ def reproduce(
                                                                    "runs/reproduce-fast/ with --fast).")] = None,
     fast: Annotated[bool, typer.Option("--fast", help="Few clips per point and shorter sweeps: a smoke run "
                                                       "of every experiment in under 3 minutes.")] = False,
-    retrain: Annotated[bool, typer.Option("--retrain", help="Retrain every committed mask and predictor first: "
-                                                            "36 label masks and 11 distilled masks with `aha-interp "
-                                                            "train`, then 12 predictors with `aha-interp "
-                                                            "train-predictor` (about 2 h on 2 cores).")] = False,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Retrain the committed masks and predictors the "
+                                                            "experiments read first: with `aha-interp train`, 10 "
+                                                            "label masks of its default recipe (two runs each; about "
+                                                            "1 h on 2 cores), 36 of the paper's recipe and 11 "
+                                                            "distilled masks, then 12 predictors with `aha-interp "
+                                                            "train-predictor` (about 3 h in all). With --only, "
+                                                            "those experiments' masks alone.")] = False,
     masks: Annotated[Path, typer.Option(help="Folder of the committed masks.")] = Path("masks/tiny"),
     model: ModelOpt = "tiny",
     workers: Annotated[int, typer.Option(help="Worker processes (one thread each).")] = 2,
@@ -44,6 +47,7 @@ def reproduce(
       aha-interp reproduce --fast
       aha-interp reproduce --only jaccard --only layers --out figures
       aha-interp reproduce --retrain --workers 2
+      aha-interp reproduce --retrain --only table      # the ten default masks, then the table
     """
     count("--workers", workers, high=MAX_WORKERS)
     unknown = sorted(set(only or ()) - set(EXPERIMENTS))
@@ -60,6 +64,10 @@ def reproduce(
     on_interrupt(f"finished evaluations are kept in {cache}; run it again to continue"
                  + (" (masks already retrained are kept too)" if retrain else ""))
 
+    if quiet:  # the weights' loading bar too (the predictor experiment loads the model in this process)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     from ..reproduce.paper import reproduce as run
 
     run(out, fast=fast, retrain_masks=retrain, mask_dir=masks, model=model, workers=workers,

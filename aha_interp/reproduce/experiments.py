@@ -110,9 +110,11 @@ def _job(plan: Plan, task: str, condition: str, mask=None, *, n: int, **kw) -> E
 CONDITIONS = ("instruction", "none", "random", "mask")
 
 
-def table_job(plan: Plan, task: str, condition: str) -> EvalJob:
-    """A row of the single-task table: ``task`` under one of :data:`CONDITIONS`."""
-    mask = {"mask": Trained(task), "random": RandomLike(Trained(task), plan.seed)}.get(condition)
+def table_job(plan: Plan, task: str, condition: str, paper: bool = False) -> EvalJob:
+    """A row of the single-task table: ``task`` under one of :data:`CONDITIONS` (``paper``: the mask, and the random
+    mask's size, of the official recipe's mask instead of the default recipe's)."""
+    trained = Trained(task, paper=paper)
+    mask = {"mask": trained, "random": RandomLike(trained, plan.seed)}.get(condition)
     return _job(plan, task, condition, mask, n=plan.n_table)
 
 
@@ -258,12 +260,15 @@ class LambdaSweep(Experiment):
 
     def jobs(self, plan):
         job = functools.partial(_job, plan, self.task, n=plan.n_lambda)
-        return [job("mask", Trained(self.task, lam=l)) for l in self.lams] + [job(c) for c in ("instruction", "none")]
+        return [job("mask", self.mask(l)) for l in self.lams] + [job(c) for c in ("instruction", "none")]
+
+    def mask(self, lam: float) -> Trained:
+        return Trained(self.task, lam=lam, paper=True)  # the official recipe's λ (the relaxed gates weigh it otherwise)
 
     def outputs(self, rows, out):
         from .. import plots
 
-        lam_of = {str(Trained(self.task, lam=l)): l for l in self.lams}
+        lam_of = {str(self.mask(l)): l for l in self.lams}
         masked = rows[rows["condition"] == "mask"].assign(lam=lambda d: d["mask"].map(lam_of))
         out.table(masked[["lam", "mask", "n_active", "n_heads", "metric", "value", "ci_low", "ci_high", "n"]]
                   .round(4), "lambda")
@@ -281,7 +286,7 @@ class SeedMasks(Experiment):
     seeds = (0, 1, 2)
 
     def of(self, task: str) -> list[Trained]:
-        return [Trained(task, seed=k) for k in self.seeds]
+        return [Trained(task, seed=k, paper=True) for k in self.seeds]  # the official recipe's seeds
 
     def jobs(self, plan):
         jobs = []
@@ -401,7 +406,8 @@ def _cell(r) -> str:
 
 class DistilledMasks(Experiment):
     """Masks without labels: each task's mask distilled from its first training instruction (the teacher) against
-    the label-trained mask, the teacher itself, all the training instructions, no instruction and a random mask."""
+    the label-trained mask, the teacher itself, all the training instructions, no instruction and a random mask.
+    Both masks are of the official recipe (``paper``): the comparison is labels against the teacher's answers."""
 
     name = "distilled"
 
@@ -412,7 +418,7 @@ class DistilledMasks(Experiment):
     def jobs(self, plan):
         jobs = []
         for t in ALL_TASKS:
-            jobs += [table_job(plan, t, c) for c in CONDITIONS]
+            jobs += [table_job(plan, t, c, paper=True) for c in CONDITIONS]
             jobs += [_job(plan, t, "mask", self.distilled(t), n=plan.n_table),
                      _job(plan, t, "instruction", prompt_index=0, n=plan.n_table)]  # the teacher's wording alone
         return jobs
@@ -462,7 +468,7 @@ class DistilledWordings(Experiment):
     def jobs(self, plan):
         jobs = []
         for t in plan.wording_tasks:
-            jobs.append(table_job(plan, t, "mask"))
+            jobs.append(table_job(plan, t, "mask", paper=True))  # the distilled masks' recipe
             for v in plan.wording_types:
                 jobs += [_job(plan, t, "instruction", prompt_type=v, prompt_index=0, n=plan.n_wording),
                          _job(plan, t, "mask", Trained(t, distilled=f"{v}0"), n=plan.n_wording)]
@@ -471,7 +477,7 @@ class DistilledWordings(Experiment):
     def outputs(self, rows, out):
         from .. import plots
 
-        ref = rows[(rows["condition"] == "mask") & (rows["mask"] == rows["task"])]  # the label-trained masks
+        ref = rows[(rows["condition"] == "mask") & (rows["mask"] == rows["task"] + "-paper")]  # the label masks
         inst = rows[rows["condition"] == "instruction"].reset_index(drop=True)
         dist = rows[rows["mask"].str.contains("-distil-", regex=False)].reset_index(drop=True)
         dist["prompt_type"] = inst["prompt_type"]  # the jobs pair them: wording, then the mask distilled from it
@@ -507,13 +513,18 @@ class PredictedMasks(Experiment):
     def source(method: str, task: str) -> PredictorFile:
         return PredictorFile(f"masks-without-{task}" if method == "held-out task" else method)
 
+    def masks(self, plan):
+        # its jobs' masks, and the distilled masks agreement() compares (so that --retrain --only predictor has them)
+        return [*super().masks(plan), *(Trained(t, distilled="seen0") for t in ALL_TASKS)]
+
     def refs(self, plan) -> list[tuple[str, Predicted]]:
         return [(m, Predicted(self.source(m, t), t, v, i)) for t in plan.prompt_tasks for v in VARIATION_TYPES
                 for i in range(plan.prompts_per_type) for m in self.methods]
 
     def jobs(self, plan):
         self.named = {str(ref): (m, ref) for m, ref in self.refs(plan)}  # outputs() reads the rows' mask names
-        jobs = [table_job(plan, t, c) for t in plan.prompt_tasks for c in ("mask", "instruction")]
+        # the trained masks of the official recipe: those the masks method regresses onto
+        jobs = [table_job(plan, t, c, paper=True) for t in plan.prompt_tasks for c in ("mask", "instruction")]
         jobs += [_job(plan, t, "instruction", prompt_type=v, prompt_index=i, n=plan.n_prompt)
                  for t in plan.prompt_tasks for v in VARIATION_TYPES for i in range(plan.prompts_per_type)]
         return jobs + [_job(plan, ref.task, "mask", ref, n=plan.n_prompt) for _, ref in self.refs(plan)]
@@ -564,7 +575,7 @@ class PredictedMasks(Experiment):
         rows = []
         for t in ALL_TASKS:
             try:
-                label = out.mask(Trained(t)).binary()
+                label = out.mask(Trained(t, paper=True)).binary()
                 dist = out.mask(Trained(t, distilled="seen0")).binary()
                 pred = Predicted(PredictorFile("objective"), t, "general", 0).build(out.mask)
             except AhaError:
@@ -592,7 +603,8 @@ def committed_masks(names=tuple(REGISTRY), plan: Plan = FULL) -> list[Trained]:
 
     def order(m):
         if isinstance(m, PredictorFile):  # last: the masks method regresses onto the masks before it
-            return (1, 0, 0.0, 0, 0, m.name)
-        return (0, (m.distilled != "") + (m.distilled not in ("", "seen0")), m.lam, m.seed, ALL_TASKS.index(m.task), "")
+            return (1, 0, False, 0.0, 0, 0, m.name)
+        return (0, (m.distilled != "") + (m.distilled not in ("", "seen0")), m.paper, m.lam, m.seed,
+                ALL_TASKS.index(m.task), "")
 
     return sorted(refs, key=order)

@@ -32,8 +32,11 @@ class Trained:
     """A committed mask, trained for ``task`` with ``seed`` and sparsity weight ``lam`` (λ), from the labels or,
     with ``distilled`` set, distilled from the model's own answers to one instruction (no label read).
 
-    Seed 0 with λ 0 is ``DIR/<task>.safetensors``; other seeds are ``DIR/seeds/<task>-s<seed>.safetensors``;
-    other λ are ``DIR/lambda/<task>-lam<λ>.safetensors``. The masks vary the seed or λ, never both.
+    Seed 0 with λ 0 is ``DIR/<task>.safetensors``, trained with ``aha-interp train``'s default recipe (``validated``,
+    :mod:`aha_interp.training.recipes`). The others were trained with the official recipe (``--recipe paper``; their
+    :attr:`recipe`): seed 0 with ``paper`` set is ``DIR/paper/<task>.safetensors``; other seeds are
+    ``DIR/seeds/<task>-s<seed>.safetensors``; other λ are ``DIR/lambda/<task>-lam<λ>.safetensors`` (λ 0 with
+    ``paper``: ``DIR/paper/<task>.safetensors``). The masks vary the seed or λ, never both.
     ``distilled`` names the teacher's instruction as ``<variation><index>`` of :mod:`aha_interp.data.prompts`
     (``seen0``: the task's first training instruction; ``general3``: the fourth held-out general wording): the
     mask is ``DIR/distilled/<task>-<distilled>.safetensors``, seed 0, λ 0."""
@@ -42,6 +45,7 @@ class Trained:
     seed: int = 0
     lam: float = 0.0
     distilled: str = ""
+    paper: bool = False  # seed 0, λ 0, labels: the official recipe's mask instead of the default recipe's
 
     def __post_init__(self):
         if self.seed and self.lam:
@@ -50,6 +54,8 @@ class Trained:
             raise AhaError(f"distilled committed masks are seed 0, λ 0 ({self.task}-{self.distilled})")
         if self.distilled:
             self.instruction  # a name that points at no wording is refused here
+        if self.seed or self.lam or self.distilled:  # all of the official recipe: one mask, one equal reference
+            object.__setattr__(self, "paper", True)
 
     def __str__(self) -> str:
         if self.distilled:
@@ -58,7 +64,13 @@ class Trained:
             return f"{self.task}-lam{self.lam:.0e}"
         if self.seed:
             return f"{self.task}-s{self.seed}"
-        return self.task
+        return f"{self.task}-paper" if self.paper else self.task
+
+    @property
+    def recipe(self) -> str:
+        """The ``aha-interp train --recipe`` it is trained with: ``validated`` for the seed-0, λ-0 label masks,
+        ``paper`` for the others (the seed, λ and distillation studies are of the official recipe)."""
+        return "paper" if self.paper else "validated"
 
     @property
     def instruction(self) -> str | None:
@@ -76,6 +88,8 @@ class Trained:
         return prompts[int(m[2])]
 
     def path(self, mask_dir: str | Path) -> Path:
+        if self.paper and not (self.seed or self.lam or self.distilled):
+            return Path(mask_dir) / "paper" / f"{self.task}.safetensors"  # beside the default's, under the same name
         folder = Path(mask_dir) / ("distilled" if self.distilled else "lambda" if self.lam else "seeds" if self.seed
                                    else "")
         return folder / f"{self}.safetensors"

@@ -88,7 +88,9 @@ def reproduce(out: str | Path | None = None, *, fast: bool = False, retrain_mask
     chosen = [e for name, e in REGISTRY.items() if name in experiments]
     seconds: dict[str, float] = {}
     if retrain_masks:
-        seconds["retrain"] = retrain(committed_masks(), mask_dir, model=model, jobs=workers, log=log)
+        # the masks of the chosen experiments (as the full run reads them; a fast run reads fewer of them)
+        seconds["retrain"] = retrain(committed_masks([e.name for e in chosen]), mask_dir, model=model, jobs=workers,
+                                     log=log)
     _check_masks(committed_masks([e.name for e in chosen], plan), mask_dir)
     log(f"reproduce ({plan.name} mode) → {out}/")
 

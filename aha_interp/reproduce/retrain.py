@@ -26,13 +26,14 @@ def train_one(mask: Trained, mask_dir: Path, *, model: str = "tiny", log=print) 
     out.parent.mkdir(parents=True, exist_ok=True)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(mask, PredictorFile):
-        on_masks = ["--masks", str(mask_dir)] if mask.name != "objective" else []  # regression onto the masks here
+        # regression onto the official recipe's masks (those the predictor experiment compares with)
+        on_masks = ["--masks", str(Path(mask_dir) / "paper")] if mask.name != "objective" else []
         cmd = [sys.executable, "-m", "aha_interp.cli", "train-predictor", "--model", model, *mask.train_args,
                *on_masks, "--out", str(out), "--quiet"]
     else:
         cmd = [sys.executable, "-m", "aha_interp.cli", "train", "--model", model, "--task", mask.task,
                "--seed", str(mask.seed), "--lam", str(mask.lam), "--steps", str(MASK_STEPS),
-               "--out", str(out), "--run-dir", str(run_dir), "--quiet"]
+               "--recipe", mask.recipe, "--out", str(out), "--run-dir", str(run_dir), "--quiet"]
         if mask.distilled:  # the teacher's answers to this instruction are the targets; no label is read
             cmd += ["--distill-from", mask.instruction]
     t = time.time()

@@ -608,6 +608,13 @@ def train_best_mask(lalm, cfg: MaskTrainConfig, losses=("worst", "token"), run_d
     import dataclasses
 
     losses = tuple(losses)
+    if run_dir is not None:  # one run per folder: never a run beside the runs of another command
+        if len(losses) > 1 and (Path(run_dir) / "config.json").exists():
+            raise AhaError(f"{run_dir} holds a single run; several losses train one run each in "
+                           f"{run_dir}/loss-<loss>/: give another --run-dir")
+        if len(losses) == 1 and any(Path(run_dir).glob("loss-*/config.json")):
+            raise AhaError(f"{run_dir} holds one run per loss (loss-<loss>/); give another --run-dir, or "
+                           f"{run_dir}/loss-{losses[0]} to continue that run")
     if len(losses) == 1:
         return train_mask(lalm, dataclasses.replace(cfg, loss=losses[0]), run_dir, **kw)
     if not cfg.select_clips:
