@@ -83,7 +83,9 @@ pd.DataFrame(rows)[["task", "condition", "metric", "value", "ci_low", "ci_high",
 # %% [markdown]
 # ## Train an AHAMask live
 #
-# The recipe is the one the AHAMask paper describes: logits start at N(4, 0.02) — every head on —, hard
+# `MaskTrainConfig`'s defaults are the recipe the AHAMask paper describes (`aha-interp train --recipe paper`;
+# the command's default recipe, `validated`, trains two runs and keeps the better on validation clips):
+# logits start at N(4, 0.02) — every head on —, hard
 # Gumbel-sigmoid gates with straight-through gradients, τ from 4 to 0.05 over the first 30 % of steps, AdamW
 # with warm-up and cosine decay; the inference mask keeps heads with logit ≥ 0. The prompt holds the audio and
 # **no instruction**.
@@ -99,10 +101,10 @@ ax = curve.plot(x="step", y=["ce", "tau"], figsize=(7, 3))
 curve.plot(x="step", y="active", secondary_y=True, ax=ax);
 
 # %% [markdown]
-# ## Apply it, beside the committed mask and a random mask of the same size
+# ## Apply it, beside the committed mask of the same recipe and a random mask of the same size
 
 # %%
-committed = HeadMask.load(ROOT / "masks/tiny/gr.safetensors")
+committed = HeadMask.load(ROOT / "masks/tiny/paper/gr.safetensors")  # the paper recipe's, 500 steps
 rows = [evaluate(lalm, "gr", "mask", mask=live, n=N_EVAL, seed=0) | {"condition": "mask (live)"},
         evaluate(lalm, "gr", "mask", mask=committed, n=N_EVAL, seed=0) | {"condition": "mask (committed)"},
         evaluate(lalm, "gr", "random", mask=committed, n=N_EVAL, seed=0)]

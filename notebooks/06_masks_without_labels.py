@@ -58,7 +58,7 @@ from transformers.utils import logging as hf_logging
 hf_logging.disable_progress_bar()  # no loading bar in the stored outputs
 lalm = load_model("tiny")
 work = Path(tempfile.mkdtemp())
-MASKS = Path("../masks/tiny")  # the committed label-trained masks, for comparison
+MASKS = Path("../masks/tiny/paper")  # the committed label-trained masks of the same (paper) recipe, for comparison
 
 # %% [markdown]
 # ## 1 · Distil an instruction into a mask

@@ -585,7 +585,7 @@ def demo_data(
     \b
     Examples:
       aha-interp demo-data --out my_clips --n-train 40 --n-test 20
-      aha-interp train --task speaker_sex --metric accuracy --labels female,male --dataset my_clips --split train --target-column sex --out sex.safetensors
+      aha-interp train --task speaker_sex --metric accuracy --labels female,male --dataset my_clips --split train --target-column sex --select-clips 10 --out sex.safetensors
     """
     count("--n-train", n_train)
     count("--n-test", n_test)
