@@ -87,13 +87,13 @@ def best_mask(masks: MaskArgs,
     if out.suffix != ".safetensors":
         raise AhaError(f"--out must end in .safetensors, got {out.name}")
     out_file(out)
-    from ..training.mask import best_of
+    from ..training.mask import best_of, kept_score
 
     loaded = [next(iter(load([p], None, None, None).values())) for p in masks]  # one by one: names may repeat
     i, best = best_of(loaded, names=[str(p) for p in masks])
     x = best.meta.extra
     best.save(out)
-    log(f"kept {masks[i]} ({x['validation_metric']} {x['validation'][x['selected']]:.3f} on "
+    log(f"kept {masks[i]} ({x['validation_metric']} {kept_score(best):.3f} on "
         f"{x.get('validation_n', '?')} validation clips): wrote {out}")
 
 

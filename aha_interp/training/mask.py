@@ -592,9 +592,33 @@ def best_of(masks, names=None) -> tuple[int, "HeadMask"]:
             f"{m} on {d}" for m, d in dict.fromkeys(seen)) + "); train them with the same task, seed and "
             "--select-clips")
     sign = 1.0 if METRICS[seen[0][0]].higher_is_better else -1.0
-    kept = [m.meta.extra["validation"][m.meta.extra["selected"]] for m in masks]
+    kept = [kept_score(m) for m in masks]
     best = max(range(len(masks)), key=lambda i: (sign * kept[i], -i))
     return best, masks[best]
+
+
+def _train_clips(cfg: MaskTrainConfig, progress: bool):
+    """The built-in task's ``cfg.n_train`` synthetic training clips (seed ``cfg.seed``)."""
+    from ..data.tasks import TASKS, make_examples
+
+    if cfg.task not in TASKS:
+        raise AhaError(f"task {cfg.task!r} is your own: give its training clips (examples=, --manifest or --dataset)")
+    return make_examples(cfg.task, cfg.n_train, seed=cfg.seed, split="train", extra_voices=cfg.train_voices == "all",
+                         progress=progress)
+
+
+def _val_clips(cfg: MaskTrainConfig):
+    """The built-in task's ``cfg.select_clips`` validation clips: the training voices, another draw."""
+    from ..data.tasks import make_examples
+
+    return make_examples(cfg.task, cfg.select_clips, seed=cfg.seed + VAL_SEED_OFFSET, split="train",
+                         extra_voices=cfg.train_voices == "all", progress=False)
+
+
+def kept_score(mask: HeadMask) -> float:
+    """The validation score of the binary mask a ``select_clips`` run kept."""
+    x = mask.meta.extra
+    return x["validation"][x["selected"]]
 
 
 def train_best_mask(lalm, cfg: MaskTrainConfig, losses=("worst", "token"), run_dir: str | Path | None = None,
@@ -619,10 +643,17 @@ def train_best_mask(lalm, cfg: MaskTrainConfig, losses=("worst", "token"), run_d
         return train_mask(lalm, dataclasses.replace(cfg, loss=losses[0]), run_dir, **kw)
     if not cfg.select_clips:
         raise AhaError("several losses are compared on validation clips: give select_clips (and hard_frac)")
+    from ..data.tasks import TASKS
+
+    if cfg.task in TASKS:  # the same synthetic clips for every run: made once
+        if kw.get("examples") is None:
+            kw["examples"] = _train_clips(cfg, kw.get("progress", True) and current()[1] == 0)
+        if kw.get("val_examples") is None:
+            kw["val_examples"] = _val_clips(cfg)
     masks = [train_mask(lalm, dataclasses.replace(cfg, loss=loss), run_dir and Path(run_dir) / f"loss-{loss}", **kw)
              for loss in losses]
     i, best = best_of(masks, names=[f"the {loss} loss's mask" for loss in losses])
-    scores = {loss: m.meta.extra["validation"][m.meta.extra["selected"]] for loss, m in zip(losses, masks)}
+    scores = {loss: kept_score(m) for loss, m in zip(losses, masks)}
     return best.with_meta(extra={**best.meta.extra, "losses": scores, "loss_kept": losses[i]})
 
 
@@ -668,20 +699,12 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *,
     ``spec``: the :class:`~aha_interp.data.tasks.Task` that scores them, for a task of your own (default: the
     built-in ``cfg.task``). Returns the mask (logits ``[n_layers, n_heads]``).
     """
-    from ..data.tasks import make_examples
-
     torch.set_num_threads(cfg.threads)
     _, rank, world, _ = current()
     if cfg.batch_size % world:
         raise AhaError(f"batch size {cfg.batch_size} does not split over {world} processes; use a multiple of {world}")
     if examples is None:
-        from ..data.tasks import TASKS
-
-        if cfg.task not in TASKS:
-            raise AhaError(f"task {cfg.task!r} is your own: give its training clips (examples=, --manifest or "
-                           "--dataset)")
-        examples = make_examples(cfg.task, cfg.n_train, seed=cfg.seed, split="train",
-                                 extra_voices=cfg.train_voices == "all", progress=progress and rank == 0)
+        examples = _train_clips(cfg, progress and rank == 0)
     if not examples:
         raise AhaError("no training examples")
     if cfg.select_clips:  # checked before any step: the choice comes after the whole run
@@ -695,8 +718,7 @@ def train_mask(lalm, cfg: MaskTrainConfig, run_dir: str | Path | None = None, *,
             raise AhaError(f"task {cfg.task!r} is your own: choosing on validation clips scores them with its Task "
                            "(spec=)")
         if val_examples is None:
-            val_examples = make_examples(cfg.task, cfg.select_clips, seed=cfg.seed + VAL_SEED_OFFSET, split="train",
-                                         extra_voices=cfg.train_voices == "all", progress=False)
+            val_examples = _val_clips(cfg)
         if not val_examples:
             raise AhaError("no validation clips to choose the mask on")
     if cfg.kl and any("teacher_top" not in e.meta for e in examples):
